@@ -1,0 +1,3 @@
+from hekta_redcap.cli import main
+
+main()

@@ -1,0 +1,197 @@
+"""Study files: one per REDCap project, saying which instruments it collects, when, and how.
+
+A study file names the project's arms and events, which instruments are collected at which
+event, which repeat and which are surveys, the record-id field, and the follow-up schedule
+(anchor date and windows), so that later steps compute schedules from data rather than code.
+`load_project` reads a study file together with its instruments and any site-local overlays.
+
+    >>> project = load_project("hekta")
+    >>> project.study.record_id, project.forms[:2]
+    ('record_id', ['consent', 'contact'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import field_validator
+
+from hekta_redcap import yamlfile
+from hekta_redcap.errors import DefinitionError, Origin
+from hekta_redcap.instruments import Field, Instrument, apply_overlay, load_instrument
+from hekta_redcap.model import Node, Text
+
+STUDIES_DIR = "studies"
+FORMS_DIR = "forms"
+
+
+class Arm(Node):
+    num: int
+    name: str
+
+
+class Event(Node):
+    """A REDCap event. REDCap derives the unique name from `name` and the arm; lint checks
+    that `unique_name` is what REDCap will compute."""
+
+    name: str
+    unique_name: str
+    arm: int = 1
+    label: Text | None = None
+    day_offset: int | None = None
+    offset_min: int | None = None
+    offset_max: int | None = None
+
+
+class FormUse(Node):
+    """An instrument in this project: where it is collected and how."""
+
+    form: str
+    events: list[str] = []
+    repeating: bool = False
+    repeat_label: str | None = None
+    survey: bool = False
+
+
+class Offset(Node):
+    """A span of calendar months and/or days (months first; see docs/instruments.md)."""
+
+    months: int = 0
+    days: int = 0
+
+
+class Followup(Node):
+    event: str
+    target: Offset
+    open: Offset = Offset()
+    close: Offset = Offset()
+    contact: bool = True
+
+
+class Schedule(Node):
+    anchor_field: str
+    anchor_event: str | None = None
+    followups: list[Followup] = []
+
+
+class SexCoding(Node):
+    """Which field holds sex and its codes, for sex-specific cut-offs."""
+
+    field: str
+    male: str
+    female: str
+
+    _codes = field_validator("male", "female", mode="before")(lambda v: str(v))
+
+
+class MissingCode(Node):
+    code: str
+    label: str
+
+
+class Study(Node):
+    project: str
+    title: str
+    purpose: int = 2
+    record_id: str
+    autonumber: bool = False
+    arms: list[Arm] = []
+    events: list[Event] = []
+    instruments: list[FormUse]
+    repeating_events: list[str] = []
+    schedule: Schedule | None = None
+    sex: SexCoding | None = None
+    missing_data_codes: list[MissingCode] = []
+
+    @property
+    def longitudinal(self) -> bool:
+        return bool(self.events)
+
+
+@dataclass
+class Project:
+    """A study file with its instruments loaded, in the project's form order."""
+
+    study: Study
+    instruments: dict[str, Instrument]
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.study.project
+
+    @property
+    def forms(self) -> list[str]:
+        return list(self.instruments)
+
+    def fields(self) -> list[tuple[Instrument, Field]]:
+        """Every field of the project in dictionary order."""
+        return [(inst, f) for inst in self.instruments.values() for f in inst.fields]
+
+    def field_map(self) -> dict[str, tuple[Instrument, Field]]:
+        return {f.name: (inst, f) for inst, f in self.fields()}
+
+    def use_of(self, form: str) -> FormUse:
+        return next(u for u in self.study.instruments if u.form == form)
+
+    def events_of(self, form: str) -> list[str]:
+        return self.use_of(form).events
+
+
+def default_root() -> Path:
+    """The definitions directory: `instruments/` here, else the one beside the package."""
+    local = Path("instruments")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parent.parent / "instruments"
+
+
+def available_projects(root: Path) -> list[str]:
+    return sorted(p.stem for p in (root / STUDIES_DIR).glob("*.yaml"))
+
+
+def load_study(file: Path) -> Study:
+    return Study.from_document(yamlfile.load(file))
+
+
+def load_project(name: str, root: Path | None = None, overlay_dir: Path | None = None) -> Project:
+    """Load a project's study file, its instruments and (where present) licensed text overlays.
+
+    Raises `DefinitionError` naming file and line for the first file that cannot be loaded.
+    """
+    root = root or default_root()
+    file = root / STUDIES_DIR / f"{name}.yaml"
+    if not file.is_file():
+        known = ", ".join(available_projects(root)) or "none"
+        raise DefinitionError(f"no study file for project '{name}' (projects: {known})", Origin(file))
+    study = load_study(file)
+    if study.project != name:
+        raise DefinitionError(
+            f"study file declares project '{study.project}', expected '{name}'",
+            study.origin("project"),
+        )
+    overlay_dir = overlay_dir if overlay_dir is not None else root / "local"
+    instruments: dict[str, Instrument] = {}
+    for i, use in enumerate(study.instruments):
+        form_file = root / FORMS_DIR / f"{use.form}.yaml"
+        if not form_file.is_file():
+            raise DefinitionError(
+                f"instrument '{use.form}' has no definition file {form_file}",
+                study.origin("instruments", i),
+            )
+        if use.form in instruments:
+            raise DefinitionError(
+                f"instrument '{use.form}' is listed twice", study.origin("instruments", i)
+            )
+        instrument = load_instrument(form_file)
+        if instrument.form != use.form:
+            raise DefinitionError(
+                f"file defines form '{instrument.form}', expected '{use.form}'",
+                instrument.origin("form"),
+            )
+        overlay = overlay_dir / f"{use.form}.yaml"
+        if instrument.licence == "codes_only" and overlay.is_file():
+            apply_overlay(instrument, overlay)
+        instruments[use.form] = instrument
+    return Project(study, instruments, root)
