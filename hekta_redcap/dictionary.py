@@ -17,7 +17,8 @@ from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 
 from hekta_redcap.errors import DefinitionError, Origin
-from hekta_redcap.instruments import CHOICE_TYPES, Field, Instrument
+from hekta_redcap.fieldtypes import CHOICE_TYPES
+from hekta_redcap.instruments import Field, Instrument
 from hekta_redcap.model import DEFAULT_LANGUAGE, Text
 from hekta_redcap.study import Project
 
@@ -175,3 +176,78 @@ def parse_csv(text: str, file: Path) -> list[DictRow]:
             )
         rows.append(DictRow(*values, origin=Origin(file, line)))
     return rows
+
+
+# Reading a dictionary back into definitions (import-dictionary) -------------------------------
+
+
+def _plain(value: str) -> str | None:
+    return value if value else None
+
+
+def row_to_field(row: DictRow) -> dict[str, object]:
+    """A dictionary row as a definition-file field (the inverse of `compile_field`)."""
+    spec: dict[str, object] = {"name": row.field_name, "type": row.field_type}
+    validation = row.text_validation_type_or_show_slider_number
+    text = row.select_choices_or_calculations
+    optional = {
+        "label": _plain(row.field_label),
+        "section": _plain(row.section_header),
+        "note": _plain(row.field_note),
+    }
+    if row.field_type in CHOICE_TYPES:
+        optional["choices"] = [
+            {"code": code.strip(), "label": label.strip()}
+            for code, label in (part.split(",", 1) for part in text.split("|"))
+        ]
+    elif row.field_type == "calc":
+        optional["calc"] = text
+    elif row.field_type == "slider":
+        left, mid, right = (
+            ([p.strip() for p in text.split("|")] + ["", "", ""])[:3] if text else ("", "", "")
+        )
+        slider = {"left": left, "mid": mid, "right": right, "show_number": validation == "number"}
+        optional["slider"] = {k: v for k, v in slider.items() if v}
+        validation = ""
+    optional |= {
+        "validation": _plain(validation),
+        "min": _plain(row.text_validation_min),
+        "max": _plain(row.text_validation_max),
+        "identifier": row.identifier == "y" or None,
+        "required": row.required_field == "y" or None,
+        "branching": _plain(row.branching_logic),
+        "align": _plain(row.custom_alignment),
+        "question_number": _plain(row.question_number),
+        "matrix": _plain(row.matrix_group_name),
+        "matrix_ranking": row.matrix_ranking == "y" or None,
+        "annotation": _plain(row.field_annotation),
+    }
+    spec.update({k: v for k, v in optional.items() if v not in (None, {}, [])})
+    return spec
+
+
+def rows_to_definitions(
+    rows: list[DictRow], project: str, source: str
+) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+    """A classic study file and one instrument file per form from dictionary rows."""
+    forms: dict[str, dict[str, object]] = {}
+    for row in rows:
+        form = forms.setdefault(
+            row.form_name,
+            {
+                "form": row.form_name,
+                "label": row.form_name.replace("_", " ").capitalize(),
+                "licence": "ship_text",
+                "translation": "draft",
+                "source": source,
+                "fields": [],
+            },
+        )
+        form["fields"].append(row_to_field(row))  # type: ignore[attr-defined]
+    study = {
+        "project": project,
+        "title": project,
+        "record_id": rows[0].field_name,
+        "instruments": [{"form": name} for name in forms],
+    }
+    return study, forms

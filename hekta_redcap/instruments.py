@@ -21,23 +21,8 @@ from pydantic import PrivateAttr, field_validator, model_validator
 
 from hekta_redcap import yamlfile
 from hekta_redcap.errors import DefinitionError
+from hekta_redcap.fieldtypes import FieldType
 from hekta_redcap.model import DEFAULT_LANGUAGE, Node, Text
-
-FieldType = Literal[
-    "text",
-    "notes",
-    "radio",
-    "dropdown",
-    "checkbox",
-    "yesno",
-    "truefalse",
-    "calc",
-    "slider",
-    "file",
-    "descriptive",
-]
-CHOICE_TYPES = frozenset({"radio", "dropdown", "checkbox"})
-YESNO_CODES = {"yesno": ("1", "0"), "truefalse": ("1", "0")}
 
 
 def _scalar_to_str(value: Any) -> Any:
@@ -93,9 +78,7 @@ class Field(Node):
     matrix_ranking: bool = False
     annotation: str | None = None
 
-    _bounds_to_str = field_validator("min", "max", "question_number", mode="before")(
-        _scalar_to_str
-    )
+    _bounds_to_str = field_validator("min", "max", "question_number", mode="before")(_scalar_to_str)
 
 
 class StructuralZero(Node):

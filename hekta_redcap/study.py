@@ -164,7 +164,9 @@ def load_project(name: str, root: Path | None = None, overlay_dir: Path | None =
     file = root / STUDIES_DIR / f"{name}.yaml"
     if not file.is_file():
         known = ", ".join(available_projects(root)) or "none"
-        raise DefinitionError(f"no study file for project '{name}' (projects: {known})", Origin(file))
+        raise DefinitionError(
+            f"no study file for project '{name}' (projects: {known})", Origin(file)
+        )
     study = load_study(file)
     if study.project != name:
         raise DefinitionError(
