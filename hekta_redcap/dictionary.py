@@ -166,8 +166,11 @@ def parse_csv(text: str, file: Path) -> list[DictRow]:
             Origin(file, 1),
         )
     rows = []
-    for values in reader:
-        line = reader.line_num
+    while True:
+        line = reader.line_num + 1  # a quoted value may span lines: keep the row's first
+        values = next(reader, None)
+        if values is None:
+            break
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(COLUMNS):

@@ -1,0 +1,62 @@
+"""Settings: one-line errors naming the variable, and tokens that never show themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hekta_redcap.config import Settings, Token, token_variable
+from hekta_redcap.errors import ConfigError
+
+TOKEN = "0123456789ABCDEF0123456789ABCDEF"
+
+
+def test_environment_overrides_env_file(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("REDCAP_API_URL=https://file.example/api/\nREDCAP_TOKEN_HEKTA=" + TOKEN + "\n")
+    settings = Settings.load(env, {"REDCAP_API_URL": "https://env.example/redcap/api/"})
+    assert settings.api_url == "https://env.example/redcap/api/"
+    assert settings.token("hekta").reveal() == TOKEN
+
+
+def test_token_variable_per_project() -> None:
+    assert token_variable("hekta") == "REDCAP_TOKEN_HEKTA"
+    assert token_variable("ips_fidelity") == "REDCAP_TOKEN_IPS_FIDELITY"
+
+
+@pytest.mark.parametrize(
+    ("environ", "call", "message"),
+    [
+        ({}, lambda s: s.api_url, "REDCAP_API_URL is not set (see .env.example)"),
+        ({"REDCAP_API_URL": "  "}, lambda s: s.api_url, "REDCAP_API_URL is not set"),
+        ({"REDCAP_API_URL": "https://x.org/api"}, lambda s: s.api_url, "must be an http(s) URL"),
+        ({"REDCAP_API_URL": "ftp://x.org/api/"}, lambda s: s.api_url, "must be an http(s) URL"),
+        ({}, lambda s: s.token("ips_fidelity"), "REDCAP_TOKEN_IPS_FIDELITY is not set"),
+        (
+            {"REDCAP_TOKEN_HEKTA": "secret-value-123"},
+            lambda s: s.token("hekta"),
+            "REDCAP_TOKEN_HEKTA must be 32 hexadecimal characters (value not shown)",
+        ),
+    ],
+)
+def test_bad_settings_name_the_variable(
+    tmp_path: Path, environ: dict[str, str], call: Callable[[Settings], object], message: str
+) -> None:
+    settings = Settings.load(tmp_path / "absent.env", environ)
+    with pytest.raises(ConfigError) as caught:
+        call(settings)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert "secret-value-123" not in str(caught.value)
+
+
+def test_token_never_shows_its_value() -> None:
+    token = Token(TOKEN)
+    shown = [str(token), repr(token), f"{token}", str([token]), str({"t": token})]
+    assert all(TOKEN not in text for text in shown)
+    assert token == Token(TOKEN) and token.reveal() == TOKEN
+    with pytest.raises(ValueError) as caught:
+        raise ValueError(f"request failed for {token}")
+    assert TOKEN not in str(caught.value)

@@ -1,0 +1,550 @@
+"""Each lint rule catches a broken definition and names the file and line of the problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import edit, line_of
+
+from hekta_redcap.lint import Finding, lint_all
+from hekta_redcap.study import load_project
+
+AUDIT = "forms/audit.yaml"
+STUDY = "studies/hekta.yaml"
+AUDIT_3 = "  - name: audit_3\n"
+BRANCH_2 = "branching: \"[audit_1] <> '0'\"\n"
+NEW_FIELD_AT = "  - name: audit_1\n"
+
+
+def new_field(body: str) -> tuple[str, str, str]:
+    """An edit that inserts a field before audit_1 (body: the field's YAML lines)."""
+    return (AUDIT, NEW_FIELD_AT, body + NEW_FIELD_AT)
+
+
+@dataclass
+class Case:
+    id: str
+    edits: list[tuple[str, str, str]]
+    rule: str
+    message: str
+    file: str = AUDIT
+    anchor: str | None = None  # the finding must be on the line where this text starts
+    severity: str = "error"
+
+
+CASES = [
+    Case(
+        "name-pattern",
+        [(AUDIT, AUDIT_3, "  - name: Audit_3\n")],
+        "field-name",
+        "must match",
+        anchor="- name: Audit_3",
+    ),
+    Case(
+        "name-reserved",
+        [(AUDIT, AUDIT_3, "  - name: redcap_x\n")],
+        "field-name",
+        "reserved",
+        anchor="- name: redcap_x",
+    ),
+    Case(
+        "name-complete",
+        [(AUDIT, AUDIT_3, "  - name: audit_complete\n")],
+        "field-name",
+        "reserved",
+        anchor="- name: audit_complete",
+    ),
+    Case(
+        "name-duplicate",
+        [(AUDIT, "  - name: audit_4\n", AUDIT_3)],
+        "field-name",
+        "used twice",
+        anchor="- name: audit_3\n    type: radio\n    concept: unable to stop",
+    ),
+    Case(
+        "name-length",
+        [(AUDIT, "  - name: audit_10\n", "  - name: audit_ten_and_a_long_name_x\n")],
+        "field-name-length",
+        "Stata",
+        anchor="- name: audit_ten_and",
+        severity="warning",
+    ),
+    Case(
+        "choice-set-unknown",
+        [(AUDIT, "choices: often_1_3\n", "choices: often_13\n")],
+        "choices",
+        "no choice set 'often_13'",
+        anchor="choices: often_13",
+    ),
+    Case(
+        "choice-code-duplicate",
+        [(AUDIT, "{code: 1, label: {nb: Månedlig eller", "{code: 0, label: {nb: Månedlig eller")],
+        "choices",
+        "choice code '0' is used 2 times",
+        anchor="- name: audit_1\n",
+    ),
+    Case(
+        "choice-code-invalid",
+        [(AUDIT, "{code: 1, label: {nb: Månedlig eller", "{code: 1 a, label: {nb: Månedlig eller")],
+        "choices",
+        "'1 a' is not a valid code",
+        anchor="- name: audit_1\n",
+    ),
+    Case(
+        "choices-on-yesno",
+        [
+            new_field(
+                "  - name: audit_flag\n    type: yesno\n    label: X\n    choices: often_1_3\n"
+            )
+        ],
+        "choices",
+        "type yesno cannot have choices",
+        anchor="    choices: often_1_3\n  - name: audit_1",
+    ),
+    Case(
+        "radio-without-choices",
+        [new_field("  - name: audit_x\n    type: radio\n    label: X\n")],
+        "choices",
+        "needs choices",
+        anchor="- name: audit_x",
+    ),
+    Case(
+        "validation-unknown",
+        [new_field("  - name: audit_x\n    type: text\n    label: X\n    validation: date_xyz\n")],
+        "validation",
+        "unknown validation type 'date_xyz'",
+        anchor="- name: audit_x",
+    ),
+    Case(
+        "validation-min-max",
+        [
+            new_field(
+                "  - name: audit_x\n    type: text\n    label: X\n    validation: integer\n"
+                "    min: 10\n    max: 2\n"
+            )
+        ],
+        "validation",
+        "min 10 is greater than max 2",
+        anchor="- name: audit_x",
+    ),
+    Case(
+        "validation-bad-date",
+        [
+            new_field(
+                "  - name: audit_x\n    type: text\n    label: X\n    validation: date_dmy\n"
+                "    min: 2024-13-01\n"
+            )
+        ],
+        "validation",
+        "'2024-13-01' is not a valid date_dmy",
+        anchor="- name: audit_x",
+    ),
+    Case(
+        "validation-dates-compare-as-dates",
+        [
+            new_field(
+                "  - name: audit_x\n    type: text\n    label: X\n    validation: date_dmy\n"
+                "    min: 2024-02-10\n    max: 2024-01-31\n"
+            )
+        ],
+        "validation",
+        "greater than max",
+        anchor="- name: audit_x",
+    ),
+    Case(
+        "validation-on-radio",
+        [(AUDIT, 'question_number: "1"\n', 'question_number: "1"\n    validation: integer\n')],
+        "validation",
+        "type radio cannot have a validation",
+        anchor="- name: audit_1\n",
+    ),
+    Case(
+        "bounds-without-validation",
+        [new_field("  - name: audit_x\n    type: text\n    label: X\n    max: 4\n")],
+        "validation",
+        "min/max but no validation",
+        anchor="- name: audit_x",
+    ),
+    Case(
+        "logic-syntax",
+        [(AUDIT, BRANCH_2, "branching: \"[audit_1] <> '0' and\"\n")],
+        "logic",
+        "field 'audit_2' branching logic",
+        anchor="- name: audit_2",
+    ),
+    Case(
+        "logic-unknown-field",
+        [(AUDIT, BRANCH_2, "branching: \"[audit_0] <> '0'\"\n")],
+        "logic",
+        "unknown field 'audit_0'",
+        anchor="- name: audit_2",
+    ),
+    Case(
+        "logic-unknown-event",
+        [(AUDIT, BRANCH_2, "branching: \"[baseline_arm_9][audit_1] <> '0'\"\n")],
+        "logic",
+        "unknown event 'baseline_arm_9'",
+        anchor="- name: audit_2",
+    ),
+    Case(
+        "logic-form-not-at-event",
+        [(AUDIT, BRANCH_2, "branching: \"[register_18m_arm_1][audit_1] <> '0'\"\n")],
+        "logic",
+        "not collected at event 'register_18m_arm_1'",
+        anchor="- name: audit_2",
+    ),
+    Case(
+        "logic-checkbox-code",
+        [(AUDIT, BRANCH_2, "branching: \"[audit_1(3)] = '1'\"\n")],
+        "logic",
+        "'audit_1' is not a checkbox",
+        anchor="- name: audit_2",
+    ),
+    Case(
+        "calc-without-formula",
+        [new_field("  - name: audit_c\n    type: calc\n    label: C\n")],
+        "calc",
+        "has no calculation",
+        anchor="- name: audit_c",
+    ),
+    Case(
+        "calc-cycle",
+        [
+            new_field(
+                "  - name: audit_c1\n    type: calc\n    label: C1\n    calc: '[audit_c2] + 1'\n"
+                "  - name: audit_c2\n    type: calc\n    label: C2\n    calc: '[audit_c1] * 2'\n"
+            )
+        ],
+        "calc-cycle",
+        "audit_c1 -> audit_c2 -> audit_c1",
+        anchor="- name: audit_c1",
+    ),
+    Case(
+        "matrix-choices",
+        [
+            (AUDIT, "concept: blackout\n", "concept: blackout\n    matrix: m1\n"),
+            (
+                AUDIT,
+                "concept: someone injured because of drinking\n",
+                "concept: someone injured because of drinking\n    matrix: m1\n",
+            ),
+        ],
+        "matrix",
+        "differs from 'audit_8'",
+        anchor="- name: audit_9",
+    ),
+    Case(
+        "action-tag-unknown",
+        [(AUDIT, 'question_number: "1"\n', 'question_number: "1"\n    annotation: "@HIDEN"\n')],
+        "action-tag",
+        "unknown action tag @HIDEN",
+        anchor="- name: audit_1\n",
+        severity="warning",
+    ),
+    Case(
+        "action-tag-unclosed",
+        [
+            (
+                AUDIT,
+                'question_number: "1"\n',
+                'question_number: "1"\n'
+                "    annotation: \"@CALCTEXT(if([audit_2]='1', 'a', 'b')\"\n",
+            )
+        ],
+        "action-tag",
+        "parentheses do not close",
+        anchor="- name: audit_1\n",
+    ),
+    Case(
+        "action-tag-logic",
+        [
+            (
+                AUDIT,
+                'question_number: "1"\n',
+                'question_number: "1"\n'
+                "    annotation: \"@CALCTEXT(if([audit_99]='1', 'a', 'b'))\"\n",
+            )
+        ],
+        "logic",
+        "unknown field 'audit_99'",
+        anchor="- name: audit_1\n",
+    ),
+    Case(
+        "identifier-unflagged",
+        [new_field("  - name: audit_phone\n    type: text\n    label: {nb: Telefon, en: Phone}\n")],
+        "identifier",
+        "looks identifying",
+        anchor="- name: audit_phone",
+        severity="warning",
+    ),
+    Case(
+        "label-nb-missing",
+        [(AUDIT, "label: {nb: Hvor ofte drikker du alkohol?, en:", "label: {en:")],
+        "label",
+        "no nb label for audit_1",
+        anchor="fields:",
+    ),
+    Case(
+        "label-en-missing",
+        [
+            (
+                AUDIT,
+                "label: {nb: Hvor ofte drikker du alkohol?, en: How often do you have a drink "
+                "containing alcohol?}",
+                "label: {nb: Hvor ofte drikker du alkohol?}",
+            )
+        ],
+        "label",
+        "no en label for audit_1",
+        anchor="fields:",
+        severity="warning",
+    ),
+    Case(
+        "score-item-unknown",
+        [(AUDIT, "audit_9, audit_10]", "audit_9, audit_11]")],
+        "scoring",
+        "item 'audit_11' is not a field of audit",
+        anchor="- name: audit_total",
+    ),
+    Case(
+        "score-reverse-not-item",
+        [(AUDIT, "      aggregate: sum\n", "      aggregate: sum\n      reverse: [audit_intro]\n")],
+        "scoring",
+        "reversed item 'audit_intro' is not one of its items",
+        anchor="- name: audit_total",
+    ),
+    Case(
+        "score-descriptive-item",
+        [(AUDIT, "items: [audit_1, audit_2, audit_3]", "items: [audit_intro, audit_2, audit_3]")],
+        "scoring",
+        "'audit_intro' does not hold numeric codes",
+        anchor="- name: auditc_total",
+    ),
+    Case(
+        "score-structural-zero-logic",
+        [(AUDIT, "- when: \"[audit_1] = '0'\"", "- when: \"[audit_x] = '0'\"")],
+        "logic",
+        "unknown field 'audit_x'",
+        anchor='- when: "[audit_x]',
+    ),
+    Case(
+        "score-min-answered",
+        [(AUDIT, "min_answered: 3", "min_answered: 4")],
+        "scoring",
+        "min_answered must be 1..3",
+        anchor="- name: auditc_total",
+    ),
+    Case(
+        "bands-order",
+        [(AUDIT, "{code: 3, min: 16,", "{code: 3, min: 6,")],
+        "scoring",
+        "band minimums must increase",
+        anchor="      bands:",
+    ),
+    Case(
+        "derived-source-unknown",
+        [(AUDIT, "from: audit_total\n      cutoff", "from: audit_totl\n      cutoff")],
+        "scoring",
+        "computed from 'audit_totl'",
+        anchor="from: audit_totl",
+    ),
+    Case(
+        "derived-logic",
+        [(AUDIT, "or [audit_10] = '4'\"", "or [audit_10] = '4' or\"")],
+        "logic",
+        "'audit_escalate'",
+        anchor='logic: "sum(',
+    ),
+    Case(
+        "by-sex-without-coding",
+        [(STUDY, "sex: {field: sex, male: 1, female: 2}\n", "")],
+        "scoring",
+        "the study file has no 'sex' coding",
+        anchor="- name: auditc_positive",
+    ),
+    Case(
+        "sex-code",
+        [(STUDY, "female: 2}", "female: 3}")],
+        "sex",
+        "female code '3'",
+        file=STUDY,
+        anchor="sex: {field: sex",
+    ),
+    Case(
+        "missing-code-clash",
+        [(STUDY, "{code: UNK, label: Ukjent}", "{code: '0', label: Ukjent}")],
+        "missing-codes",
+        "missing data code '0' is also a choice code",
+        file=STUDY,
+        anchor="{code: '0', label: Ukjent}",
+    ),
+    Case(
+        "event-unique-name",
+        [(STUDY, "  - name: Followup 6m\n", "  - name: Follow-up 6 months\n")],
+        "events",
+        "REDCap will name it 'follow_up_6_month_arm_1'",
+        file=STUDY,
+        anchor="- name: Follow-up 6 months",
+    ),
+    Case(
+        "mapping-unknown-event",
+        [
+            (
+                STUDY,
+                "{form: consent, events: [baseline_arm_1]}",
+                "{form: consent, events: [baseline_arm_2]}",
+            )
+        ],
+        "mapping",
+        "unknown event 'baseline_arm_2'",
+        file=STUDY,
+        anchor="- {form: consent",
+    ),
+    Case(
+        "mapping-missing",
+        [(STUDY, "{form: consent, events: [baseline_arm_1]}", "{form: consent}")],
+        "mapping",
+        "'consent' is not mapped to any event",
+        file=STUDY,
+        anchor="- {form: consent",
+    ),
+    Case(
+        "repeat-label-field",
+        [(STUDY, "[job_start_date] [job_employer_name]", "[job_start] [job_employer_name]")],
+        "logic",
+        "unknown field 'job_start'",
+        file=STUDY,
+        anchor="- form: job_episode",
+    ),
+    Case(
+        "schedule-anchor",
+        [(STUDY, "anchor_field: rand_date", "anchor_field: rand_dato")],
+        "schedule",
+        "anchor field 'rand_dato' does not exist",
+        file=STUDY,
+        anchor="anchor_field: rand_dato",
+    ),
+    Case(
+        "schedule-event",
+        [(STUDY, "  - event: followup_12m_arm_1\n", "  - event: followup_24m_arm_1\n")],
+        "schedule",
+        "'followup_24m_arm_1' is not defined",
+        file=STUDY,
+        anchor="- event: followup_24m_arm_1",
+    ),
+    Case(
+        "record-id-first",
+        [(STUDY, "record_id: record_id", "record_id: study_id")],
+        "record-id",
+        "must be the record id 'study_id'",
+        file="forms/consent.yaml",
+        anchor="- name: record_id",
+    ),
+    # Malformed files: an error naming file and line, never a traceback.
+    Case(
+        "type-invalid",
+        [(AUDIT, "    type: radio\n", "    type: sql\n")],
+        "load",
+        "type (line",
+        anchor="type: sql",
+    ),
+    Case(
+        "key-unknown",
+        [(AUDIT, 'question_number: "1"\n', 'question_number: "1"\n    colour: red\n')],
+        "load",
+        "unknown key",
+        anchor="colour: red",
+    ),
+    Case(
+        "key-duplicate",
+        [(AUDIT, "licence: ship_text\n", "licence: ship_text\nlicence: x\n")],
+        "load",
+        "duplicate key 'licence'",
+        anchor="licence: x",
+    ),
+    Case(
+        "yaml-syntax",
+        [(AUDIT, "en: AUDIT – alcohol use}", "en: AUDIT – alcohol use")],
+        "load",
+        "invalid YAML",
+    ),
+    Case("yaml-not-mapping", [(AUDIT, "form: audit\n", "- form: audit\n")], "load", "invalid YAML"),
+    Case(
+        "form-file-missing",
+        [(STUDY, "{form: consent,", "{form: consents,")],
+        "load",
+        "'consents' has no definition file",
+        file=STUDY,
+        anchor="- {form: consents",
+    ),
+    Case(
+        "form-name-mismatch",
+        [(AUDIT, "form: audit\n", "form: audit2\n")],
+        "load",
+        "file defines form 'audit2', expected 'audit'",
+        anchor="form: audit2",
+    ),
+]
+
+
+def _matching(findings: list[Finding], case: Case, root: Path) -> list[Finding]:
+    return [
+        f
+        for f in findings
+        if f.rule == case.rule
+        and case.message in f.message
+        and f.severity == case.severity
+        and f.origin is not None
+        and f.origin.file == root / case.file
+    ]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_rule_catches_broken_definition(library: Path, case: Case) -> None:
+    for relative, old, new in case.edits:
+        edit(library, relative, old, new)
+    findings = lint_all(library)
+    hits = _matching(findings, case, library)
+    assert hits, "\n".join(str(f) for f in findings)
+    lines = {f.origin.line for f in hits if f.origin}
+    if case.anchor is not None:
+        assert line_of(library / case.file, case.anchor) in lines, [str(f) for f in hits]
+    else:
+        assert all(isinstance(line, int) for line in lines)
+
+
+def test_shipped_library_lints_clean(library: Path) -> None:
+    findings = lint_all(library)
+    assert [str(f) for f in findings if f.severity == "error"] == []
+    # Without a site's overlay, the licensed instruments are the only warnings.
+    warned = {f.origin.file.stem for f in findings if f.origin}
+    assert {f.rule for f in findings} <= {"licensed-text"}
+    assert warned == {"whoqol_bref", "eq5d5l", "ips25"}
+
+
+def test_unused_form_is_reported(library: Path) -> None:
+    extra = library / "forms" / "extra.yaml"
+    extra.write_text((library / AUDIT).read_text().replace("form: audit", "form: extra"))
+    findings = lint_all(library)
+    assert [f.message for f in findings if f.rule == "unused"] == [
+        "form 'extra' is not used by any study"
+    ]
+
+
+def test_one_project_can_be_linted_alone(library: Path) -> None:
+    edit(library, STUDY, BRANCH_2, BRANCH_2)  # untouched trial project
+    edit(library, "studies/ips_fidelity.yaml", "record_id: review_id", "record_id: site_id")
+    assert [f for f in lint_all(library, ["hekta"]) if f.severity == "error"] == []
+    assert [f.rule for f in lint_all(library, ["ips_fidelity"]) if f.severity == "error"] == [
+        "record-id"
+    ]
+
+
+def test_project_loads_with_origins(library: Path) -> None:
+    project = load_project("hekta", library)
+    audit = project.instruments["audit"]
+    field = next(f for f in audit.fields if f.name == "audit_3")
+    assert field.origin() is not None
+    assert field.origin().line == line_of(library / AUDIT, AUDIT_3.strip())
