@@ -253,7 +253,9 @@ def apply_overlay(instrument: Instrument, file: Path) -> None:
             if (value := getattr(text, attr)) is not None:
                 setattr(field, attr, value)
         if text.choices is not None:
-            _relabel(instrument.choices_of(field), text.choices, overlay, ("fields", name))
+            _relabel(
+                instrument.choices_of(field), text.choices, overlay, ("fields", name, "choices")
+            )
     for set_name, choices in overlay.choice_sets.items():
         if set_name not in instrument.choice_sets:
             raise DefinitionError(

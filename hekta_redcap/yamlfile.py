@@ -64,7 +64,15 @@ def loads(text: str, file: Path) -> YamlDocument:
     return doc
 
 
-_constructor = yaml.constructor.SafeConstructor()
+class _Constructor(yaml.constructor.SafeConstructor):
+    """Scalars as PyYAML's safe loader reads them, except that dates and times stay text:
+    REDCap holds them as text, and `2024-13-01` must reach lint, not crash the loader."""
+
+
+_Constructor.add_constructor(
+    "tag:yaml.org,2002:timestamp", yaml.constructor.SafeConstructor.construct_yaml_str
+)
+_constructor = _Constructor()
 
 
 def _convert(node: yaml.Node, path: Path_, doc: YamlDocument) -> Any:
@@ -80,8 +88,14 @@ def _convert(node: yaml.Node, path: Path_, doc: YamlDocument) -> Any:
                 line = key_node.start_mark.line + 1
                 raise DefinitionError(f"duplicate key '{key}'", Origin(doc.file, line))
             result[key] = _convert(value_node, (*path, key), doc)
+            doc.lines[(*path, key)] = (
+                key_node.start_mark.line + 1
+            )  # the key's line, not its block's
         doc.lines.pop((*path, "<key>"), None)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*path, i), doc) for i, item in enumerate(node.value)]
-    return _constructor.construct_object(node, deep=True)
+    try:
+        return _constructor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise DefinitionError(f"invalid value: {exc}", doc.origin(path)) from None

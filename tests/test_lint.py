@@ -384,7 +384,7 @@ CASES = [
         "event-unique-name",
         [(STUDY, "  - name: Followup 6m\n", "  - name: Follow-up 6 months\n")],
         "events",
-        "REDCap will name it 'follow_up_6_month_arm_1'",
+        "REDCap will name it 'follow_up_6_months_arm_1'",
         file=STUDY,
         anchor="- name: Follow-up 6 months",
     ),
@@ -534,7 +534,6 @@ def test_unused_form_is_reported(library: Path) -> None:
 
 
 def test_one_project_can_be_linted_alone(library: Path) -> None:
-    edit(library, STUDY, BRANCH_2, BRANCH_2)  # untouched trial project
     edit(library, "studies/ips_fidelity.yaml", "record_id: review_id", "record_id: site_id")
     assert [f for f in lint_all(library, ["hekta"]) if f.severity == "error"] == []
     assert [f.rule for f in lint_all(library, ["ips_fidelity"]) if f.severity == "error"] == [
