@@ -418,6 +418,7 @@ def check_logic(
         report.error("logic", f"{what}: {exc}", origin)
         return []
     refs = logic.references(tree)
+    _check_compared_codes(report, rows, tree, what, origin)
     for ref in refs:
         if ref.event and not _is_smart(ref.event):
             if not ctx.longitudinal:
@@ -455,6 +456,38 @@ def check_logic(
                     origin,
                 )
     return refs
+
+
+def _check_compared_codes(
+    report: Report, rows: dict[str, DictRow], tree: logic.Node, what: str, origin: Origin | None
+) -> None:
+    """`[field] = 'x'` on a choice field must name one of its codes (a typo hides a field)."""
+    for node in logic.walk(tree):
+        if not isinstance(node, logic.Compare) or node.op not in ("=", "<>"):
+            continue
+        for ref, other in ((node.left, node.right), (node.right, node.left)):
+            if not (isinstance(ref, logic.Ref) and isinstance(other, logic.Literal)):
+                continue
+            row = rows.get(ref.field or "")
+            if row is None or ref.code is not None or ref.modifier in ("label",):
+                continue
+            codes = _codes_of(row)
+            value = other.value
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+            if codes is not None and text != "" and text not in codes:
+                report.error(
+                    "logic",
+                    f"{what}: '{text}' is not a code of '{ref.field}' ({', '.join(codes)})",
+                    origin,
+                )
+
+
+def _codes_of(row: DictRow) -> list[str] | None:
+    if row.field_type in ("yesno", "truefalse"):
+        return ["1", "0"]
+    if row.field_type in ("radio", "dropdown"):
+        return [code for code, _ in parse_choices(row.select_choices_or_calculations) or []]
+    return None
 
 
 def _is_smart(name: str) -> bool:
@@ -673,6 +706,19 @@ def _numeric_codes(inst: Instrument, name: str) -> list[float] | None:
     return None
 
 
+def _claim_name(
+    report: Report,
+    name: str,
+    where: Origin | None,
+    fields: dict[str, tuple[Instrument, Field]],
+    computed: set[str],
+) -> None:
+    """Score and derived names share the namespace of fields: each name once."""
+    if name in fields or name in computed:
+        report.error("scoring", f"'{name}' is already a field or score", where)
+    computed.add(name)
+
+
 def _check_score(
     report: Report,
     ctx: DictionaryContext,
@@ -683,9 +729,7 @@ def _check_score(
     computed: set[str],
 ) -> None:
     where = score.origin()
-    if score.name in fields or score.name in computed:
-        report.error("scoring", f"score name '{score.name}' is already a field or score", where)
-    computed.add(score.name)
+    _claim_name(report, score.name, where, fields, computed)
     for item in score.items:
         if item not in own:
             report.error(
@@ -755,8 +799,6 @@ def _check_derived(
     computed: set[str],
 ) -> None:
     where = derived.origin()
-    if derived.name in fields or derived.name in computed:
-        report.error("scoring", f"derived name '{derived.name}' is already a field or score", where)
     if (
         derived.source is not None
         and derived.source not in computed
@@ -768,7 +810,7 @@ def _check_derived(
             "defined before it nor a field",
             derived.origin("from"),
         )
-    computed.add(derived.name)
+    _claim_name(report, derived.name, where, fields, computed)
     if derived.bands:
         mins = [b.min for b in derived.bands]
         if mins != sorted(mins) or len(set(mins)) != len(mins):

@@ -46,7 +46,7 @@ import math
 import operator
 import re
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Context, Decimal
@@ -407,11 +407,10 @@ def evaluate(node: Node, resolve: Callable[[Ref], str], *, today: date | None = 
     return value(node)
 
 
-def references(node: Node) -> list[Ref]:
-    """Every reference in source order, repeats included."""
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of a tree, parents before children, in source order."""
+    yield node
     match node:
-        case Ref():
-            return [node]
         case Unary():
             children: tuple[Node, ...] = (node.operand,)
         case Binary() | Compare():
@@ -422,7 +421,13 @@ def references(node: Node) -> list[Ref]:
             children = node.args
         case _:
             children = ()
-    return [ref for child in children for ref in references(child)]
+    for child in children:
+        yield from walk(child)
+
+
+def references(node: Node) -> list[Ref]:
+    """Every reference in source order, repeats included."""
+    return [n for n in walk(node) if isinstance(n, Ref)]
 
 
 # -- parsing ------------------------------------------------------------------------------------

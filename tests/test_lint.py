@@ -196,6 +196,26 @@ CASES = [
         anchor="- name: audit_2",
     ),
     Case(
+        "logic-code-unknown",
+        [(AUDIT, BRANCH_2, "branching: \"[audit_1] <> '7'\"\n")],
+        "logic",
+        "'7' is not a code of 'audit_1' (0, 1, 2, 3, 4)",
+        anchor="- name: audit_2",
+    ),
+    Case(
+        "score-zero-code-unknown",
+        [
+            (
+                AUDIT,
+                "- when: \"[audit_2] = '0' and [audit_3] = '0'\"",
+                "- when: \"[audit_2] = '0' and [audit_3] = '9'\"",
+            )
+        ],
+        "logic",
+        "'9' is not a code of 'audit_3'",
+        anchor="- when: \"[audit_2] = '0' and",
+    ),
+    Case(
         "logic-checkbox-code",
         [(AUDIT, BRANCH_2, "branching: \"[audit_1(3)] = '1'\"\n")],
         "logic",
