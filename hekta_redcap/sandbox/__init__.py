@@ -1,0 +1,18 @@
+"""A local REDCap-compatible server: the embedded default that commands, tests and the demo run
+on, so that nobody needs a REDCap account to run the toolkit, and every test speaks real HTTP
+through PyCap.
+
+Layout (state apart from HTTP, as moto does it):
+
+- `store.py`: the SQLite file (WAL) that holds every project; one transaction per request.
+- `models.py`: a project's state and REDCap's rules about it (metadata, events, records, log).
+- `wire.py`: request parameters in, REDCap's JSON/CSV/XML and error bodies out.
+- `endpoints.py`: the registry the area modules plug into, and the request context.
+- `api/`: one module per API area (records, metadata, design, project, users, logs, files,
+  surveys, reports, pdf, project XML).
+- `odm.py`: CDISC ODM project XML in (project creation) and out (project XML export).
+- `app.py`: the WSGI app; `faults.py`: fault injection; `server.py`: running it.
+
+Behaviour follows `../shared/redcap-api.md`. Where the server cannot do what REDCap does, it
+refuses with a clear error rather than answer wrongly.
+"""

@@ -1,0 +1,1 @@
+"""Arms, events, the instrument-event mapping and repeating instruments/events."""

@@ -1,0 +1,1 @@
+"""Files on file fields and the file repository."""

@@ -1,0 +1,1 @@
+"""Metadata (data dictionary) export and import, export field names, instruments."""

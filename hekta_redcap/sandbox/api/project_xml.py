@@ -1,0 +1,1 @@
+"""Project XML (CDISC ODM) export."""

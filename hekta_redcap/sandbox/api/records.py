@@ -1,0 +1,1 @@
+"""Record export, import, delete and rename; generateNextRecordName."""

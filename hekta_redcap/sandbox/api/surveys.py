@@ -1,0 +1,1 @@
+"""Survey links, queue links, access and return codes, participant lists."""

@@ -1,0 +1,1 @@
+"""Users, user roles, role mappings, data access groups and user-DAG mappings."""

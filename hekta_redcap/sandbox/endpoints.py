@@ -1,0 +1,132 @@
+"""How API area modules plug into the server.
+
+Each module under `sandbox/api/` registers its handlers with `@endpoint(content, actions…)`:
+
+    @endpoint("version", "export")
+    def version(call: Call) -> Reply:
+        return render_text(REDCAP_VERSION)
+
+A handler gets a `Call` (the parameters, the authenticated user and the project, bound to the
+request's transaction) and returns a `Reply`, or raises `ApiError` with REDCap's message.
+Authentication and privilege checks happen before the handler runs, from the endpoint's
+declared `privilege`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hekta_redcap.sandbox.models import ProjectModel
+from hekta_redcap.sandbox.store import Store
+from hekta_redcap.sandbox.wire import ApiError, Params, Reply
+
+REDCAP_VERSION = "15.2.1"
+
+# REDCap's refusals for missing privileges, by the right that is missing.
+PRIVILEGE_ERRORS = {
+    "api_export": "You do not have API Export privileges",
+    "api_import": "You do not have API Import/Update privileges",
+    "record_delete": "You do not have Delete Record privileges",
+    "design": "You do not have Project Setup/Design privileges",
+    "user_rights": "You do not have User Rights privileges",
+    "data_access_groups": "You do not have Data Access Groups privileges",
+    "file_repository": "You do not have File Repository privileges",
+    "logging": "You do not have Logging privileges",
+    "reports": "You do not have Reports privileges",
+    "record_rename": "You do not have Rename Record privileges",
+}
+
+
+@dataclass
+class User:
+    """The user a project token belongs to, with REDCap's rights and data access group."""
+
+    username: str
+    rights: dict[str, Any]
+    dag_id: int | None = None
+
+    def can(self, right: str) -> bool:
+        return bool(int(self.rights.get(right, 0) or 0))
+
+
+@dataclass
+class Call:
+    """One API request as a handler sees it."""
+
+    params: Params
+    conn: sqlite3.Connection
+    store: Store
+    base_url: str  # the server's URL without `api/`, for survey links
+    user: User | None = None
+    project: ProjectModel | None = None
+
+    @property
+    def fmt(self) -> str:
+        return self.params.format
+
+    @property
+    def return_format(self) -> str:
+        return self.params.return_format
+
+    @property
+    def p(self) -> ProjectModel:
+        """The project (every endpoint but project creation has one)."""
+        assert self.project is not None
+        return self.project
+
+    @property
+    def u(self) -> User:
+        assert self.user is not None
+        return self.user
+
+    def require(self, right: str) -> None:
+        """Refuse with REDCap's 403 text unless the user has `right`."""
+        if not self.u.can(right):
+            raise ApiError(PRIVILEGE_ERRORS.get(right, "You do not have permission"), 403)
+
+
+Handler = Callable[[Call], Reply]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    handler: Handler
+    privilege: str | None  # checked before the handler runs
+    super_token: bool = False  # project creation takes the server's super token
+
+
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {}
+
+
+def endpoint(
+    content: str, *actions: str, privilege: str | None = None, super_token: bool = False
+) -> Callable[[Handler], Handler]:
+    """Register a handler for `content` with each of `actions` (default: export)."""
+
+    def register(handler: Handler) -> Handler:
+        for action in actions or ("export",):
+            key = (content, action)
+            assert key not in ENDPOINTS, f"two handlers for {key}"
+            ENDPOINTS[key] = Endpoint(handler, privilege, super_token)
+        return handler
+
+    return register
+
+
+def load_user(conn: sqlite3.Connection, token: str) -> tuple[User, ProjectModel] | None:
+    """The user and project a 32-hex token belongs to, or None."""
+    row = conn.execute(
+        "SELECT project_id, username, rights FROM user WHERE token = ?", (token.upper(),)
+    ).fetchone()
+    if row is None:
+        return None
+    project_id, username, rights = row
+    dag = conn.execute(
+        "SELECT dag_id FROM user_dag WHERE project_id = ? AND username = ?", (project_id, username)
+    ).fetchone()
+    user = User(username, json.loads(rights), dag[0] if dag else None)
+    return user, ProjectModel(conn, project_id)
