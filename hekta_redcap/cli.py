@@ -8,6 +8,8 @@ non-zero exit code and no traceback.
 from __future__ import annotations
 
 import functools
+import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,17 @@ from hekta_redcap.dictionary import (
 from hekta_redcap.errors import HektaError, Origin
 from hekta_redcap.lint import DictionaryContext, Finding, lint_all, lint_dictionary
 from hekta_redcap.model import LANGUAGES
-from hekta_redcap.study import FORMS_DIR, STUDIES_DIR, Project, default_root, load_project
+from hekta_redcap.sandbox.faults import KINDS, Faults
+from hekta_redcap.sandbox.provision import SANDBOX_ENV, provision
+from hekta_redcap.sandbox.server import LOOPBACK, SUPER_TOKEN_FILE, build, running, super_token
+from hekta_redcap.study import (
+    FORMS_DIR,
+    STUDIES_DIR,
+    Project,
+    available_projects,
+    default_root,
+    load_project,
+)
 
 
 class _Group(click.Group):
@@ -175,6 +187,90 @@ def _write_yaml(file: Path, data: object) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
     file.write_text(text, encoding="utf-8")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port (0: any free).")
+@click.option(
+    "--data",
+    default=Path("var/sandbox"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory holding the server's database and super token.",
+)
+@click.option("--allow-remote", is_flag=True, help="Listen on a non-loopback address.")
+@click.option("--fault-rate", default=0.0, type=click.FloatRange(0, 1), help="Share of faults.")
+@click.option(
+    "--fault-kinds",
+    default=",".join(KINDS),
+    show_default=True,
+    help="Comma-separated faults to inject: " + ", ".join(KINDS) + ".",
+)
+@click.option("--fault-seed", default=0, type=int, help="Seed for reproducible faults.")
+@click.pass_context
+def sandbox(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    data: Path,
+    allow_remote: bool,
+    fault_rate: float,
+    fault_kinds: str,
+    fault_seed: int,
+) -> None:
+    """Run the local REDCap-compatible server (Ctrl-C stops it); see also `sandbox init`."""
+    if host not in LOOPBACK and not allow_remote:
+        raise HektaError(f"--host {host} is not a loopback address; add --allow-remote to allow it")
+    kinds = tuple(k.strip() for k in fault_kinds.split(",") if k.strip())
+    if set(kinds) - set(KINDS):
+        raise HektaError(f"--fault-kinds: choose from {', '.join(KINDS)}")
+    ctx.meta["sandbox"] = (host, port, data)
+    if ctx.invoked_subcommand is not None:
+        return
+    token, generated = super_token(data)
+    server = build(data, host, port, Faults(fault_rate, kinds, fault_seed))
+    click.echo(f"Local REDCap-compatible server at {server.url} (data in {data})")
+    if generated:
+        click.echo(f"Super token (shown once; also kept in {data / SUPER_TOKEN_FILE}): {token}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+        server.store.close()
+        click.echo("Stopped.")
+
+
+@sandbox.command("init")
+@click.option("--project", "-p", "projects", multiple=True, help="Project (default: all).")
+@click.option(
+    "--env-file",
+    default=SANDBOX_ENV,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the server URL and project tokens.",
+)
+@_definition_options
+@click.pass_context
+def sandbox_init(
+    ctx: click.Context,
+    projects: tuple[str, ...],
+    env_file: Path,
+    root: Path,
+    overlay_dir: Path | None,
+) -> None:
+    """Create the projects from the definitions on the local server (safe to repeat)."""
+    host, port, data = ctx.meta["sandbox"]
+    names = list(projects) or available_projects(root)
+    loaded = [load_project(name, root, overlay_dir) for name in names]
+    with running(data, host, port) as server:
+        outcome = provision(server.url, server.super_token, loaded, env_file)
+    for name, what in outcome.items():
+        click.echo(f"{name}: {what}")
+    click.echo(f"URL and tokens written to {env_file}; serve with: hekta-redcap sandbox")
 
 
 @cli.command()

@@ -1,9 +1,10 @@
 """Settings from the environment or a `.env` file (documented in `.env.example`).
 
-The environment wins over the file. A missing or malformed setting raises `ConfigError` with a
-one-line message naming the variable, never its value. API tokens are wrapped in `Token`,
-whose `str()` and `repr()` are masked, so a token cannot leak into output, logs or exceptions
-by accident; only the API client calls `reveal()`.
+The process environment wins over `.env`, which wins over `.env.sandbox` (written by
+`hekta-redcap sandbox init` for the local REDCap-compatible server). A missing or malformed
+setting raises `ConfigError` with a one-line message naming the variable, never its value.
+API tokens are wrapped in `Token`, whose `str()` and `repr()` are masked, so a token cannot
+leak into output, logs or exceptions by accident; only the API client calls `reveal()`.
 
     >>> settings = Settings.load()
     >>> settings.api_url                       # REDCAP_API_URL
@@ -24,7 +25,9 @@ from dotenv import dotenv_values
 
 from hekta_redcap.errors import ConfigError
 
-ENV_FILE = Path(".env")
+# Read in this order of precedence after the process environment: the user's own settings,
+# then what `hekta-redcap sandbox init` wrote for the local REDCap-compatible server.
+ENV_FILES = (Path(".env"), Path(".env.sandbox"))
 TOKEN_PATTERN = re.compile(r"[0-9A-Fa-f]{32}")
 
 
@@ -61,11 +64,14 @@ class Settings:
     values: Mapping[str, str]
 
     @classmethod
-    def load(cls, env_file: Path = ENV_FILE, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read `env_file` if it exists, then let the process environment override it."""
+    def load(
+        cls, env_files: tuple[Path, ...] = ENV_FILES, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Merge the env files that exist (earlier ones win), then the process environment."""
         values: dict[str, str] = {}
-        if env_file.is_file():
-            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        for env_file in reversed(env_files):
+            if env_file.is_file():
+                values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
         values.update(os.environ if environ is None else environ)
         return cls(values)
 

@@ -12,12 +12,12 @@ from typing import Any
 import redcap
 
 from hekta_redcap.sandbox.models import (
-    CREATOR_RIGHTS,
     METADATA_COLUMNS,
     DataRow,
     ProjectModel,
     add_user,
     create_project,
+    creator_rights,
     new_token,
 )
 from hekta_redcap.sandbox.server import SandboxServer
@@ -117,17 +117,9 @@ class Handle:
         """Another user of this project with the creator's rights changed by `rights`."""
         token = new_token()
         with self.server.store.transaction() as conn:
-            add_user(conn, self.project_id, username, {**creator_rights(), **rights}, token)
+            rights = {**creator_rights(self.model(conn).forms), **rights}
+            add_user(conn, self.project_id, username, rights, token)
         return token
-
-
-def creator_rights(forms: list[str] | None = None) -> dict[str, Any]:
-    forms = forms or []
-    return {
-        **CREATOR_RIGHTS,
-        "forms": {f: 1 for f in forms},
-        "forms_export": {f: 1 for f in forms},
-    }
 
 
 def seed_project(

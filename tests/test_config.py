@@ -16,9 +16,14 @@ TOKEN = "0123456789ABCDEF0123456789ABCDEF"
 def test_environment_overrides_env_file(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text("REDCAP_API_URL=https://file.example/api/\nREDCAP_TOKEN_HEKTA=" + TOKEN + "\n")
-    settings = Settings.load(env, {"REDCAP_API_URL": "https://env.example/redcap/api/"})
+    sandbox = tmp_path / ".env.sandbox"
+    sandbox.write_text("REDCAP_API_URL=http://127.0.0.1:1/api/\nREDCAP_TOKEN_IPS_FIDELITY=" + TOKEN)
+    settings = Settings.load((env, sandbox), {"REDCAP_API_URL": "https://env.example/redcap/api/"})
     assert settings.api_url == "https://env.example/redcap/api/"
     assert settings.token("hekta").reveal() == TOKEN
+    assert settings.token("ips_fidelity").reveal() == TOKEN
+    assert Settings.load((env, sandbox), {}).api_url == "https://file.example/api/"
+    assert Settings.load((sandbox,), {}).api_url == "http://127.0.0.1:1/api/"
 
 
 def test_token_variable_per_project() -> None:
@@ -44,7 +49,7 @@ def test_token_variable_per_project() -> None:
 def test_bad_settings_name_the_variable(
     tmp_path: Path, environ: dict[str, str], call: Callable[[Settings], object], message: str
 ) -> None:
-    settings = Settings.load(tmp_path / "absent.env", environ)
+    settings = Settings.load((tmp_path / "absent.env",), environ)
     with pytest.raises(ConfigError) as caught:
         call(settings)
     assert message in str(caught.value)

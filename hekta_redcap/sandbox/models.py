@@ -582,6 +582,16 @@ CREATOR_RIGHTS: dict[str, int] = {
 }
 
 
+def creator_rights(forms: Iterable[str]) -> dict[str, Any]:
+    """The creator's rights with full data entry and export rights on each form."""
+    forms = list(forms)
+    return {
+        **CREATOR_RIGHTS,
+        "forms": dict.fromkeys(forms, 1),
+        "forms_export": dict.fromkeys(forms, 1),
+    }
+
+
 def new_token() -> str:
     """A project API token: 32 uppercase hexadecimal characters, as REDCap issues."""
     return secrets.token_hex(16).upper()

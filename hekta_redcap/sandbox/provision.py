@@ -1,0 +1,67 @@
+"""`hekta-redcap sandbox init`: create the study's projects on the local server through the
+same API a client uses, and write their URL and tokens to a git-ignored env file that the
+other commands read.
+
+Running it again keeps projects whose token in the env file still works, so it is safe to
+repeat.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import redcap
+
+from hekta_redcap.config import Settings, Token, token_variable
+from hekta_redcap.deploy import apply_design, create_project
+from hekta_redcap.errors import HektaError
+from hekta_redcap.study import Project
+
+SANDBOX_ENV = Path(".env.sandbox")
+
+
+def provision(
+    url: str, super_token: str, projects: list[Project], env_file: Path = SANDBOX_ENV
+) -> dict[str, str]:
+    """Create (or keep) each project; returns what happened per project, for the user."""
+    existing = Settings.load((env_file,), {}) if env_file.is_file() else Settings({})
+    tokens: dict[str, Token] = {}
+    outcome: dict[str, str] = {}
+    for project in projects:
+        kept = _working_token(url, existing, project.name)
+        if kept is not None:
+            tokens[project.name], outcome[project.name] = kept, "kept"
+            continue
+        token = create_project(url, Token(super_token), project)
+        try:
+            apply_design(redcap.Project(url, token.reveal()), project)
+        except redcap.RedcapError as exc:
+            raise HektaError(f"the sandbox refused the design of '{project.name}': {exc}") from None
+        tokens[project.name], outcome[project.name] = token, "created"
+    write_env(env_file, url, tokens, existing)
+    return outcome
+
+
+def _working_token(url: str, settings: Settings, project: str) -> Token | None:
+    """The env file's token for `project` if it opens that project on this server."""
+    if settings.get("REDCAP_API_URL") != url or settings.get(token_variable(project)) is None:
+        return None
+    token = settings.token(project)
+    try:
+        redcap.Project(url, token.reveal()).export_project_info()
+    except redcap.RedcapError:
+        return None
+    return token
+
+
+def write_env(env_file: Path, url: str, tokens: dict[str, Token], previous: Settings) -> None:
+    """Write the env file (owner-only: it holds tokens), keeping other projects' tokens."""
+    lines = ["# Written by `hekta-redcap sandbox init`: the local REDCap-compatible server.", ""]
+    values = {k: v for k, v in previous.values.items() if k.startswith("REDCAP_TOKEN_")}
+    values["REDCAP_API_URL"] = url
+    values.update({token_variable(name): token.reveal() for name, token in tokens.items()})
+    lines += [f"{key}={values[key]}" for key in sorted(values)]
+    env_file.touch(mode=0o600)
+    os.chmod(env_file, 0o600)
+    env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
