@@ -208,6 +208,7 @@ def _write_yaml(file: Path, data: object) -> None:
     help="Comma-separated faults to inject: " + ", ".join(KINDS) + ".",
 )
 @click.option("--fault-seed", default=0, type=int, help="Seed for reproducible faults.")
+@click.option("--public-url", help="Base URL that survey links start with (default: the server's).")
 @click.pass_context
 def sandbox(
     ctx: click.Context,
@@ -218,6 +219,7 @@ def sandbox(
     fault_rate: float,
     fault_kinds: str,
     fault_seed: int,
+    public_url: str | None,
 ) -> None:
     """Run the local REDCap-compatible server (Ctrl-C stops it); see also `sandbox init`."""
     if host not in LOOPBACK and not allow_remote:
@@ -229,7 +231,7 @@ def sandbox(
     if ctx.invoked_subcommand is not None:
         return
     token, generated = super_token(data)
-    server = build(data, host, port, Faults(fault_rate, kinds, fault_seed))
+    server = build(data, host, port, Faults(fault_rate, kinds, fault_seed), public_url)
     click.echo(f"Local REDCap-compatible server at {server.url} (data in {data})")
     if generated:
         click.echo(f"Super token (shown once; also kept in {data / SUPER_TOKEN_FILE}): {token}")

@@ -30,9 +30,10 @@ NOT_FOUND_PAGE = (
 class SandboxApp:
     """A WSGI application serving one `Store`."""
 
-    def __init__(self, store: Store, super_token: str) -> None:
+    def __init__(self, store: Store, super_token: str, public_url: str | None = None) -> None:
         self.store = store
         self.super_token = super_token
+        self.public_url = public_url  # REDCap's configured base URL, for survey links
 
     def __call__(self, environ: dict, start_response):  # type: ignore[no-untyped-def]
         request = Request(environ)
@@ -49,7 +50,9 @@ class SandboxApp:
             params = Params(request.form, request.files)
         except HTTPException as exc:
             return Response(str(exc.description), exc.code or 400)
-        base_url = request.host_url + request.path.removeprefix("/").removesuffix("api/")
+        base_url = self.public_url or (
+            request.host_url + request.path.removeprefix("/").removesuffix("api/")
+        )
         reply = self.handle(params, base_url)
         return Response(
             reply.body, reply.status, headers=reply.headers, content_type=reply.content_type

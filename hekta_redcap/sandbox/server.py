@@ -72,13 +72,18 @@ class SandboxServer:
 
 
 def build(
-    data_dir: Path, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    faults: Faults | None = None,
+    public_url: str | None = None,
 ) -> SandboxServer:
-    """A server bound to host:port (0 picks a free port), not yet serving."""
+    """A server bound to host:port (0 picks a free port), not yet serving. `public_url` is
+    the base URL survey links start with (REDCap's own setting); default: the request's."""
     store = Store(data_dir / DATABASE)
     token, _ = super_token(data_dir)
     faults = faults or Faults()
-    app = FaultInjector(SandboxApp(store, token), faults)
+    app = FaultInjector(SandboxApp(store, token, public_url), faults)
     httpd = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{httpd.server_port}/api/"
@@ -87,10 +92,14 @@ def build(
 
 @contextmanager
 def running(
-    data_dir: Path, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    faults: Faults | None = None,
+    public_url: str | None = None,
 ) -> Iterator[SandboxServer]:
     """Serve in a background thread for the duration of the block."""
-    server = build(data_dir, host, port, faults)
+    server = build(data_dir, host, port, faults, public_url)
     thread = threading.Thread(target=server.httpd.serve_forever, name="sandbox", daemon=True)
     thread.start()
     try:
