@@ -17,7 +17,7 @@ from typing import Any
 import click
 import yaml
 
-from hekta_redcap import __version__
+from hekta_redcap import __version__, demo
 from hekta_redcap.config import Settings
 from hekta_redcap.design import compile_design, write_design
 from hekta_redcap.dictionary import (
@@ -36,7 +36,6 @@ from hekta_redcap.sandbox.server import LOOPBACK, SUPER_TOKEN_FILE, build, runni
 from hekta_redcap.study import (
     FORMS_DIR,
     STUDIES_DIR,
-    Project,
     available_projects,
     default_root,
     load_project,
@@ -275,7 +274,7 @@ def sandbox_init(
     click.echo(f"URL and tokens written to {env_file}; serve with: hekta-redcap sandbox")
 
 
-@cli.command()
+@cli.command("demo")
 @click.option(
     "--output",
     "-o",
@@ -284,18 +283,6 @@ def sandbox_init(
     type=click.Path(file_okay=False, path_type=Path),
 )
 @_definition_options
-def demo(output: Path, root: Path, overlay_dir: Path | None) -> None:
-    """Run the main job end to end: lint the definitions and compile every project."""
-    click.echo(f"Linting the definitions in {root}")
-    if _print_findings(lint_all(root, None, overlay_dir)):
-        raise SystemExit(1)
-    for name in ("hekta", "ips_fidelity"):
-        project: Project = load_project(name, root, overlay_dir)
-        target = output / name
-        rows = compile_project(project)
-        write_csv(rows, target / "data_dictionary.csv")
-        files = write_design(compile_design(project), target / "design")
-        click.echo(
-            f"{name}: {len(rows)} fields in {len(project.forms)} instruments -> "
-            f"{target / 'data_dictionary.csv'}; design files in {files[0].parent}"
-        )
+def demo_command(output: Path, root: Path, overlay_dir: Path | None) -> None:
+    """Run the main job end to end on the local REDCap-compatible server."""
+    demo.run(root, overlay_dir, output, click.echo)

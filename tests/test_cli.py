@@ -68,10 +68,16 @@ def test_version() -> None:
     assert __version__ in CliRunner().invoke(cli, ["--version"]).output
 
 
-def test_demo_writes_both_projects(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end_on_the_local_server(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     for project in ("hekta", "ips_fidelity"):
         assert (tmp_path / project / "data_dictionary.csv").is_file()
         assert (tmp_path / project / "design" / "events.json").is_file()
-    assert "hekta: " in result.output and "0 error(s)" in result.output
+    assert "1. Definitions in " in result.output
+    assert "4. hekta created on it through the API: 'HEKTA PÅ JOBB', 191 fields" in result.output
+    assert "repeating: job_episode" in result.output
+    assert "4. ips_fidelity created on it through the API" in result.output
+    env = (tmp_path / ".env.sandbox").read_text()
+    token = next(line.split("=", 1)[1] for line in env.splitlines() if "TOKEN_HEKTA" in line)
+    assert token not in result.output
