@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hekta_redcap.sandbox.models import ProjectModel
+from hekta_redcap.sandbox.models import ProjectModel, now
 from hekta_redcap.sandbox.store import Store
 from hekta_redcap.sandbox.wire import ApiError, Params, Reply
 
@@ -118,15 +118,21 @@ def endpoint(
 
 
 def load_user(conn: sqlite3.Connection, token: str) -> tuple[User, ProjectModel] | None:
-    """The user and project a 32-hex token belongs to, or None."""
+    """The user and project a 32-hex token belongs to, or None (also once the user's expiration
+    date has come). A user in a role works with the role's flags and form maps, as in REDCap."""
     row = conn.execute(
-        "SELECT project_id, username, rights FROM user WHERE token = ?", (token.upper(),)
+        "SELECT u.project_id, u.username, u.rights, r.rights, d.dag_id FROM user u "
+        "LEFT JOIN user_role m ON m.project_id = u.project_id AND m.username = u.username "
+        "LEFT JOIN role r ON r.role_id = m.role_id "
+        "LEFT JOIN user_dag d ON d.project_id = u.project_id AND d.username = u.username "
+        "WHERE u.token = ?",
+        (token.upper(),),
     ).fetchone()
     if row is None:
         return None
-    project_id, username, rights = row
-    dag = conn.execute(
-        "SELECT dag_id FROM user_dag WHERE project_id = ? AND username = ?", (project_id, username)
-    ).fetchone()
-    user = User(username, json.loads(rights), dag[0] if dag else None)
-    return user, ProjectModel(conn, project_id)
+    project_id, username, own, role, dag_id = row
+    rights = {**json.loads(own), **json.loads(role or "{}")}
+    expiration = rights.get("expiration") or ""
+    if expiration and expiration <= now()[:10]:
+        return None
+    return User(username, rights, dag_id), ProjectModel(conn, project_id)
