@@ -81,7 +81,8 @@ def proj(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redcap.Project]:
         project = redcap.Project(server.url, _create_project(server.url, server.super_token))
         _grant_superuser_rights(project)
         _add_files_to_repository(project)
-        with pd.option_context("display.max_columns", None):
+        # As in a terminal, where PyCap's examples were recorded: frames cut to 80 columns.
+        with pd.option_context("display.max_columns", 0, "display.width", 80):
             yield project
 
 

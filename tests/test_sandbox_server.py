@@ -92,7 +92,11 @@ def test_super_token_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_project_creation_needs_the_super_token(sandbox: SandboxServer) -> None:
-    data = {"content": "project", "format": "json", "data": '[{"project_title": "X"}]'}
+    data = {
+        "content": "project",
+        "format": "json",
+        "data": '[{"project_title": "X", "purpose": 0}]',
+    }
     refused = requests.post(sandbox.url, data={**data, "token": "A" * 64}, timeout=10)
     assert refused.status_code == 403
     created = requests.post(sandbox.url, data={**data, "token": sandbox.super_token}, timeout=10)
