@@ -1039,7 +1039,6 @@ def test_pandas_can_read_every_csv_export(longitudinal: Handle) -> None:
     assert len(df) == 8
 
 
-@pytest.mark.xfail(strict=True, reason="core: models.natural_key compares int with str")
 def test_numeric_and_other_record_names_sort_together(classic: Handle) -> None:
     for record in ("abc", "10", "9"):
         classic.put(record, {"first_name": record})

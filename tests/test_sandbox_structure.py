@@ -172,6 +172,35 @@ def test_metadata_import_drops_mapping_and_repeating_of_dropped_forms(longitudin
     ]
 
 
+def test_metadata_import_drops_removed_checkbox_options_and_repeat_rows(
+    longitudinal: Handle,
+) -> None:
+    longitudinal.put("1", {"med_name": "x"}, "visit_1_arm_1", "medications", 1)
+    project = longitudinal.pycap()
+    kept = [r for r in project.export_metadata() if r["form_name"] != "medications"]
+    project.import_metadata(kept)
+    rows, _ = stored(longitudinal)
+    assert not [key for key in rows if key[2] == "medications"]
+
+
+def test_metadata_import_keeps_other_checkbox_options(classic: Handle) -> None:
+    classic.put("1", {"colors___1": "1", "colors____99": "1"})
+    rows = [dict(r) for r in CLASSIC_ROWS]
+    colors = next(r for r in rows if r["field_name"] == "colors")
+    colors["select_choices_or_calculations"] = "1, Red | 2, Green"
+    classic.pycap().import_metadata(rows)
+    assert stored(classic)[0][("1", "", "", 0)] == {"colors___1": "1"}
+
+
+def test_new_forms_are_granted_to_existing_users(classic: Handle) -> None:
+    other = classic.add_user("nurse")
+    rows = [*CLASSIC_ROWS, {**CLASSIC_ROWS[-1], "field_name": "extra", "form_name": "extra_form"}]
+    classic.pycap().import_metadata(rows)
+    users = {u["username"]: u for u in classic.pycap().export_users()}
+    assert users["nurse"]["forms"]["extra_form"] == 1
+    assert classic.pycap(other).export_records(forms=["extra_form"]) == []
+
+
 def test_metadata_import_reports_every_problem_in_one_error(classic: Handle) -> None:
     rows = [dict(r) for r in CLASSIC_ROWS]
     rows[1]["field_name"] = "dob"  # duplicated

@@ -52,9 +52,14 @@ def now() -> str:
     return dt.datetime.now().strftime(TIME_FORMAT)
 
 
-def natural_key(record: str) -> tuple[Any, ...]:
-    """REDCap lists records numerically where they are numbers: 2 before 10."""
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", record) if p != "")
+def natural_key(record: str) -> tuple[tuple[int, int, str], ...]:
+    """REDCap lists records numerically where they are numbers: 2 before 10, and numbers
+    before text. Each part is (kind, number, text) so that parts always compare."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", record)
+        if part != ""
+    )
 
 
 def checkbox_column(field_name: str, code: str) -> str:
@@ -205,9 +210,10 @@ class ProjectModel:
         return [row["field_name"]]
 
     def replace_metadata(self, rows: list[dict[str, str]]) -> None:
-        """Replace the dictionary (REDCap's import_metadata): dropped fields lose their data."""
-        kept = {r["field_name"] for r in rows}
-        dropped = [name for name in self.fields if name not in kept]
+        """Replace the dictionary, as REDCap's import_metadata does: values of dropped fields,
+        checkbox options and forms are lost, a dropped form leaves the mapping and repeating
+        setup, and every user and role gets full rights to new forms [I]."""
+        old_columns, old_forms = self._value_columns(), list(self.forms)
         self.conn.execute("DELETE FROM metadata WHERE project_id = ?", (self.project_id,))
         self.conn.executemany(
             "INSERT INTO metadata VALUES (?, ?, ?)",
@@ -227,25 +233,61 @@ class ProjectModel:
             [(self.project_id, form, default_form_label(form)) for form in forms],
         )
         self._forget()
-        if dropped:
-            self._drop_values(dropped)
+        if dropped := [f for f in old_forms if f not in forms]:
+            self.replace_mapping(
+                (event_id, form)
+                for event_id, mapped in self.mapping.items()
+                for form in mapped
+                if form not in dropped
+            )
+            self.replace_repeating(
+                (event_id, form, label)
+                for (event_id, form), label in self.repeating.items()
+                if form not in dropped
+            )
+            self.conn.execute(
+                f"DELETE FROM data WHERE project_id = ? AND repeat_instrument IN "
+                f"({','.join('?' * len(dropped))})",
+                (self.project_id, *dropped),
+            )
+        if gone := old_columns - self._value_columns():
+            self._drop_values(gone)
+        if added := [f for f in forms if f not in old_forms]:
+            self._grant_forms(added)
+
+    def _value_columns(self) -> set[str]:
+        """Every name a stored value can have: export columns, form status and timestamp."""
+        columns = {c for row in self.metadata for c in self.export_columns(row)}
+        return columns | {
+            f"{f}_{suffix}" for f in self.forms for suffix in ("complete", "timestamp")
+        }
+
+    def _drop_values(self, columns: set[str]) -> None:
+        for row in self.data_rows():
+            kept = {k: v for k, v in row.values.items() if k not in columns}
+            if kept != row.values:
+                row.values = kept
+                self.save_row(row)
+
+    def _grant_forms(self, forms: list[str]) -> None:
+        for table, key in (("user", "username"), ("role", "role_id")):
+            rows = self.conn.execute(
+                f"SELECT {key}, rights FROM {table} WHERE project_id = ?", (self.project_id,)
+            ).fetchall()
+            for owner, text in rows:
+                rights = json.loads(text)
+                for kind in ("forms", "forms_export"):
+                    rights[kind] = {**dict.fromkeys(forms, 1), **(rights.get(kind) or {})}
+                self.conn.execute(
+                    f"UPDATE {table} SET rights = ? WHERE project_id = ? AND {key} = ?",
+                    (json.dumps(rights), self.project_id, owner),
+                )
 
     def set_form_label(self, form: str, label: str) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO instrument VALUES (?, ?, ?)", (self.project_id, form, label)
         )
         self._forget()
-
-    def _drop_values(self, field_names: list[str]) -> None:
-        prefixes = tuple(f"{name}___" for name in field_names)
-        names = set(field_names)
-        for row in self.data_rows():
-            kept = {
-                k: v for k, v in row.values.items() if k not in names and not k.startswith(prefixes)
-            }
-            if kept != row.values:
-                row.values = kept
-                self.save_row(row)
 
     def _forget(self) -> None:
         """Drop cached structure after a design change."""
@@ -258,7 +300,6 @@ class ProjectModel:
             "arms",
             "mapping",
             "repeating",
-            "info",
         ):
             self.__dict__.pop(name, None)
 

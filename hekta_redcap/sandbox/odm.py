@@ -191,7 +191,6 @@ def ingest(model: ProjectModel, xml: str, username: str) -> None:
     event_ids = _ingest_events(model, event_defs)
     _ingest_repeating(model, globals_, event_ids)
     _ingest_design_extras(model, globals_)
-    _grant_forms(model, username)
     when = now()
     for clinical in root.findall("ClinicalData"):
         _ingest_records(model, clinical, event_ids, username, when)
@@ -406,25 +405,6 @@ def _role_rights(model: ProjectModel, role: Element) -> dict[str, Any]:
         default = _int(role.get("data_export_tool")) if flag == "forms_export" else 0
         rights[flag] = {form: _int(levels.get(form, str(default))) for form in model.forms}
     return rights
-
-
-def _grant_forms(model: ProjectModel, username: str) -> None:
-    """The creator was added before the project had forms: give them every form, as REDCap
-    gives a project's creator full form rights."""
-    found = model.conn.execute(
-        "SELECT rights FROM user WHERE project_id = ? AND username = ?",
-        (model.project_id, username),
-    ).fetchone()
-    if found is None:
-        return
-    rights = json.loads(found[0])
-    for key in ("forms", "forms_export"):
-        given = rights.get(key) or {}
-        rights[key] = {form: given.get(form, 1) for form in model.forms}
-    model.conn.execute(
-        "UPDATE user SET rights = ? WHERE project_id = ? AND username = ?",
-        (json.dumps(rights), model.project_id, username),
-    )
 
 
 def _ingest_records(

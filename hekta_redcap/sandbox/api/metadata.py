@@ -111,9 +111,7 @@ def import_metadata(call: Call) -> Reply:
     rows = [_dictionary_row(row) for row in import_rows(call)]
     if errors := dictionary_errors(rows):
         raise ApiError("\n".join(errors))
-    old_forms = model.forms
     model.replace_metadata(rows)
-    _forget_dropped_forms(call, [f for f in old_forms if f not in model.forms])
     model.log(call.u.username, "Manage/Design", "Upload data dictionary (API)", kind="manage")
     return render_count(len(rows), call.return_format)
 
@@ -186,28 +184,6 @@ def _valid_choices(text: str) -> bool:
         and all(codes)
         and len(set(codes)) == len(codes)
     )
-
-
-def _forget_dropped_forms(call: Call, dropped: list[str]) -> None:
-    """A deleted instrument leaves no mapping, repeating setup or form status behind.
-
-    `ProjectModel.replace_metadata` drops the values of deleted fields only; until it also
-    handles deleted forms, this does the rest through the model's design calls."""
-    if not dropped:
-        return
-    model = call.p
-    model.replace_mapping(
-        (event_id, form)
-        for event_id, forms in model.mapping.items()
-        for form in forms
-        if form not in dropped
-    )
-    model.replace_repeating(
-        (event_id, form, label)
-        for (event_id, form), label in model.repeating.items()
-        if form not in dropped
-    )
-    model._drop_values([f"{form}_complete" for form in dropped])
 
 
 @endpoint("exportFieldNames", "export", privilege="api_export")

@@ -123,11 +123,7 @@ def create_project(call: Call) -> Reply:
     else:
         _first_instrument(model)
     token = models.new_token()
-    rights = {
-        **models.CREATOR_RIGHTS,
-        "forms": dict.fromkeys(model.forms, 1),
-        "forms_export": dict.fromkeys(model.forms, 1),
-    }
+    rights = models.creator_rights(model.forms)
     models.add_user(call.conn, model.project_id, CREATOR, rights, token)
     # Logged last, so that it heads the (newest-first) log as in the PyCap doctest.
     model.log(CREATOR, "Manage/Design ", "Create project (API)", kind="manage")
