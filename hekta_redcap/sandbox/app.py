@@ -15,7 +15,7 @@ from werkzeug.wrappers import Request, Response
 from hekta_redcap.sandbox import api  # noqa: F401  (registers the area modules' endpoints)
 from hekta_redcap.sandbox.endpoints import ENDPOINTS, Call, load_user
 from hekta_redcap.sandbox.store import Store
-from hekta_redcap.sandbox.wire import ApiError, Params, Reply, render_error
+from hekta_redcap.sandbox.wire import ApiError, Params, Reply, invalid_parameter, render_error
 
 NO_PERMISSION = "You do not have permissions to use the API"
 PROJECT_TOKEN = re.compile(r"[0-9A-Fa-f]{32}")
@@ -77,7 +77,7 @@ class SandboxApp:
                     raise ApiError(NO_PERMISSION, 403)
                 call.user, call.project = owner
                 if found is None:
-                    raise ApiError('The value of the parameter "content" is not valid')
+                    raise invalid_parameter("content")
                 if found.privilege:
                     call.require(found.privilege)
                 return found.handler(call)

@@ -78,7 +78,7 @@ class Params:
             return True
         if lowered in _FALSE:
             return False
-        raise ApiError(f'The value of the parameter "{name}" is not valid')
+        raise invalid_parameter(name)
 
     def array(self, name: str) -> list[str]:
         """`name[0]=a&name[1]=b`, `name[]=a`, or `name=a,b` (empty items dropped)."""
@@ -117,6 +117,17 @@ class Params:
     @property
     def delimiter(self) -> str:
         return DELIMITERS.get(self.get("csvDelimiter") or ",", ",")
+
+
+def invalid_values(parameter: str, values: Iterable[str]) -> ApiError:
+    """REDCap's refusal of unknown names in an array parameter (its verified text for `fields`)."""
+    listed = ", ".join(f"'{v}'" for v in values)
+    return ApiError(f'The following values in the parameter "{parameter}" are not valid: {listed}')
+
+
+def invalid_parameter(parameter: str) -> ApiError:
+    """REDCap's refusal of a parameter's value (its verified text for `content`)."""
+    return ApiError(f'The value of the parameter "{parameter}" is not valid')
 
 
 # -- rendering ------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hekta_redcap.sandbox.api.metadata import import_rows, invalid_values
+from hekta_redcap.sandbox.api.metadata import import_rows
 from hekta_redcap.sandbox.endpoints import Call, endpoint
 from hekta_redcap.sandbox.models import ProjectModel
-from hekta_redcap.sandbox.wire import ApiError, Reply, render_count, render_rows
+from hekta_redcap.sandbox.wire import ApiError, Reply, invalid_values, render_count, render_rows
 
 # [U] The import refusals are modelled on the export ones, which are verified.
 CLASSIC = "You cannot {} for classic projects"

@@ -16,16 +16,10 @@ from werkzeug.datastructures import FileStorage
 
 from hekta_redcap.sandbox.endpoints import Call, endpoint
 from hekta_redcap.sandbox.models import DataRow, ProjectModel, now
-from hekta_redcap.sandbox.wire import CONTENT_TYPES, ApiError, Reply, render_rows
+from hekta_redcap.sandbox.wire import CONTENT_TYPES, ApiError, Reply, invalid_parameter, render_rows
 
 REPOSITORY_COLUMNS = ("folder_id", "doc_id", "name", "role", "dag")
 MAX_FOLDER_NAME = 150
-
-
-def invalid(parameter: str) -> ApiError:
-    """REDCap's wording for a parameter naming something the project does not have (the same
-    wording as its verified `content` error; the exact text per parameter is unverified)."""
-    return ApiError(f'The value of the parameter "{parameter}" is not valid')
 
 
 def as_id(raw: str | None) -> int | None:
@@ -66,7 +60,7 @@ def form_event(call: Call, form: str) -> int:
     name = call.params.require("event")
     event = p.event(name)
     if event is None:
-        raise invalid("event")
+        raise invalid_parameter("event")
     if form not in p.forms_at(event.event_id):
         # [U] REDCap's exact text is unverified.
         raise ApiError(f'The instrument "{form}" is not designated for the event "{name}"')
@@ -94,7 +88,7 @@ def row_key(
 def repeat_instance(call: Call) -> int | None:
     raw = call.params.get("repeat_instance")
     if raw is not None and as_id(raw) is None:
-        raise invalid("repeat_instance")
+        raise invalid_parameter("repeat_instance")
     return as_id(raw)
 
 
@@ -269,7 +263,7 @@ def _restriction(call: Call, parameter: str, table: str, column: str) -> int | N
         (call.p.project_id, as_id(raw)),
     ).fetchone()
     if not found:
-        raise invalid(parameter)
+        raise invalid_parameter(parameter)
     return as_id(raw)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from hekta_redcap.sandbox.api.users import dag_id_of, guarded
 from hekta_redcap.sandbox.endpoints import Call
-from hekta_redcap.sandbox.wire import ApiError, Reply, render_rows
+from hekta_redcap.sandbox.wire import Reply, invalid_parameter, render_rows
 
 LOG_COLUMNS = ("timestamp", "username", "action", "details", "record")
 RECORD_KINDS = ("record_add", "record_edit", "record_delete")
@@ -28,7 +28,7 @@ def time_bound(call: Call, name: str, seconds: str) -> str | None:
     if value is None:
         return None
     if not TIME.fullmatch(value.strip()):
-        raise ApiError(f'The value of the parameter "{name}" is not valid')
+        raise invalid_parameter(name)
     value = value.strip()
     return value if len(value) > 16 else value + seconds
 
@@ -42,7 +42,7 @@ def export_logging(call: Call) -> Reply:
     logtype = call.params.get("logtype")
     if logtype is not None:
         if logtype not in LOGTYPES:
-            raise ApiError('The value of the parameter "logtype" is not valid')
+            raise invalid_parameter("logtype")
         sql += f" AND kind IN ({','.join('?' * len(LOGTYPES[logtype]))})"
         args += LOGTYPES[logtype]
     for column, param in (("username", "user"), ("record", "record")):

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 from hekta_redcap.dictionary import CSV_HEADER
 from hekta_redcap.fieldtypes import CHOICE_TYPES, FIELD_TYPES, PATTERNS
 from hekta_redcap.sandbox.endpoints import Call, endpoint
 from hekta_redcap.sandbox.models import METADATA_COLUMNS, parse_choices
-from hekta_redcap.sandbox.wire import ApiError, Reply, parse_data, render_count, render_rows
+from hekta_redcap.sandbox.wire import (
+    ApiError,
+    Reply,
+    invalid_values,
+    parse_data,
+    render_count,
+    render_rows,
+)
 
 # REDCap's texts for dictionary errors (PyCap #190). Only the field-type text is known in full;
 # the other three are known up to the first sentence and completed here with the names at fault.
@@ -66,12 +72,6 @@ VALIDATIONS = {
 }
 # The Data Dictionary page's CSV header is accepted as an alias of the API's column names.
 ALIASES = dict(zip(CSV_HEADER, METADATA_COLUMNS, strict=True))
-
-
-def invalid_values(param: str, values: Iterable[str]) -> ApiError:
-    """REDCap's refusal of unknown names in an array parameter (its text for `fields`)."""
-    listed = ", ".join(f"'{v}'" for v in values)
-    return ApiError(f'The following values in the parameter "{param}" are not valid: {listed}')
 
 
 def import_rows(call: Call) -> list[dict[str, str]]:

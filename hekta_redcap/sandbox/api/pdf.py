@@ -17,14 +17,13 @@ from hekta_redcap.sandbox.api.files import (
     as_id,
     document,
     file_reply,
-    invalid,
     repeat_instance,
     require_record,
 )
 from hekta_redcap.sandbox.api.surveys import form_filled
 from hekta_redcap.sandbox.endpoints import Call, endpoint
 from hekta_redcap.sandbox.models import Event, checkbox_column, now
-from hekta_redcap.sandbox.wire import Reply
+from hekta_redcap.sandbox.wire import Reply, invalid_parameter
 
 PAGE_WIDTH, PAGE_HEIGHT = 595.28, 841.89  # A4 in points, as FPDF's default
 MARGIN = 42.52  # 15 mm
@@ -207,13 +206,13 @@ def _sections(call: Call) -> list[Section]:
     p, params = call.p, call.params
     form = params.get("instrument")
     if form is not None and form not in p.forms:
-        raise invalid("instrument")
+        raise invalid_parameter("instrument")
     forms = [form] if form else p.forms
     event = None
     if p.longitudinal and (name := params.get("event")) is not None:
         event = p.event(name)
         if event is None:
-            raise invalid("event")
+            raise invalid_parameter("event")
     instance = repeat_instance(call)
     record = params.get("record")
     if params.get("allRecords") is not None:  # REDCap: any value means every record

@@ -12,7 +12,7 @@ from typing import Any
 from hekta_redcap.sandbox import odm
 from hekta_redcap.sandbox.endpoints import Call, endpoint
 from hekta_redcap.sandbox.models import ProjectModel
-from hekta_redcap.sandbox.wire import CONTENT_TYPES, ApiError, Reply
+from hekta_redcap.sandbox.wire import CONTENT_TYPES, ApiError, Reply, invalid_values
 
 # forms_export levels: 0 no access, 1 full, 2 de-identified, 3 without identifiers.
 NO_EXPORT, DE_IDENTIFIED, NO_IDENTIFIERS = 0, 2, 3
@@ -39,11 +39,6 @@ def export_project_xml(call: Call) -> Reply:
     return Reply(xml.encode(), CONTENT_TYPES["xml"])
 
 
-def _not_valid(parameter: str, values: list[str]) -> ApiError:
-    listed = ", ".join(f"'{v}'" for v in values)
-    return ApiError(f'The following values in the parameter "{parameter}" are not valid: {listed}')
-
-
 def _records(p: ProjectModel, wanted: list[str], dag_id: int | None) -> list[str]:
     """The records asked for (all when none are named) that the user's DAG lets them see;
     names that do not exist are skipped, as REDCap's record export does [U]."""
@@ -59,7 +54,7 @@ def _event_ids(p: ProjectModel, wanted: list[str]) -> set[int] | None:
         return None
     unknown = [name for name in wanted if p.event(name) is None]
     if unknown:
-        raise _not_valid("events", unknown)
+        raise invalid_values("events", unknown)
     return {event.event_id for name in wanted if (event := p.event(name))}
 
 
@@ -69,7 +64,7 @@ def _columns(p: ProjectModel, wanted: list[str], levels: dict[str, Any]) -> set[
     completes = {f"{form}_complete": form for form in p.forms}
     unknown = [name for name in wanted if name not in p.fields and name not in completes]
     if unknown:
-        raise _not_valid("fields", unknown)
+        raise invalid_values("fields", unknown)
     names = wanted or [*p.fields, *completes]
     columns: set[str] = set()
     for name in names:

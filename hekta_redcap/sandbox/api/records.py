@@ -36,6 +36,8 @@ from hekta_redcap.sandbox.wire import (
     ApiError,
     Params,
     Reply,
+    invalid_parameter,
+    invalid_values,
     render_count,
     render_rows,
     render_text,
@@ -60,10 +62,8 @@ BAD_LOGIC = "The filterLogic parameter is not valid: "  # [U] with the parser's 
 def _check_values(name: str, values: Iterable[str], known: Iterable[str]) -> None:
     """REDCap's refusal of unknown fields, forms or events, naming each."""
     allowed = set(known)
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        listed = ", ".join(f"'{v}'" for v in bad)
-        raise ApiError(f'The following values in the parameter "{name}" are not valid: {listed}')
+    if bad := [v for v in values if v not in allowed]:
+        raise invalid_values(name, bad)
 
 
 def _moment(params: Params, name: str) -> str | None:
@@ -74,7 +74,7 @@ def _moment(params: Params, name: str) -> str | None:
     try:
         return dt.datetime.fromisoformat(value.strip()).strftime(TIME_FORMAT)
     except ValueError:
-        raise ApiError(f'The value of the parameter "{name}" is not valid') from None
+        raise invalid_parameter(name) from None
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -485,7 +485,7 @@ def delete_records(call: Call) -> Reply:
             )
     text = params.get("repeat_instance")
     if text is not None and (not text.isdigit() or int(text) < 1):
-        raise ApiError('The value of the parameter "repeat_instance" is not valid')
+        raise invalid_parameter("repeat_instance")
     instance = int(text) if text else None
     partial = events is not None or instrument is not None or instance is not None
     when, rid = now(), model.record_id_field

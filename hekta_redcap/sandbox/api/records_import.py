@@ -23,6 +23,7 @@ from hekta_redcap.sandbox.wire import (
     ApiError,
     Params,
     Reply,
+    invalid_parameter,
     parse_data,
     php_csv,
     render_count,
@@ -208,7 +209,7 @@ def choice(params: Params, name: str, allowed: Sequence[str]) -> str:
     """A parameter with a fixed set of values (the first is the default)."""
     value = params.get(name) or allowed[0]
     if value not in allowed:
-        raise ApiError(f'The value of the parameter "{name}" is not valid')
+        raise invalid_parameter(name)
     return value
 
 

@@ -14,10 +14,10 @@ import json
 
 from werkzeug.datastructures import MultiDict
 
-from hekta_redcap.sandbox.api.files import as_id, invalid
+from hekta_redcap.sandbox.api.files import as_id
 from hekta_redcap.sandbox.api.records import RecordExport
 from hekta_redcap.sandbox.endpoints import Call, endpoint
-from hekta_redcap.sandbox.wire import Params, Reply
+from hekta_redcap.sandbox.wire import Params, Reply, invalid_parameter
 
 # The request parameters a report export takes from the client; the rest comes from the report.
 PASSED = (
@@ -39,7 +39,7 @@ def export_report(call: Call) -> Reply:
         (p.project_id, as_id(call.params.get("report_id"))),
     ).fetchone()
     if found is None:
-        raise invalid("report_id")  # [U] REDCap's exact text is unverified
+        raise invalid_parameter("report_id")  # [U] REDCap's exact text is unverified
     report = json.loads(found[0])
     # fields and events deleted since the report was saved drop out of it, as in REDCap
     known = {*p.fields, *(f"{form}_complete" for form in p.forms)}

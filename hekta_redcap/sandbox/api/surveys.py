@@ -12,10 +12,10 @@ import secrets
 import sqlite3
 import string
 
-from hekta_redcap.sandbox.api.files import form_event, invalid, locate, require_record, row_key
+from hekta_redcap.sandbox.api.files import form_event, locate, require_record, row_key
 from hekta_redcap.sandbox.endpoints import Call, endpoint
 from hekta_redcap.sandbox.models import ProjectModel, natural_key
-from hekta_redcap.sandbox.wire import ApiError, Reply, render_rows, render_text
+from hekta_redcap.sandbox.wire import ApiError, Reply, invalid_parameter, render_rows, render_text
 
 PARTICIPANT_COLUMNS = (
     "email",
@@ -49,7 +49,7 @@ def _survey_settings(call: Call) -> tuple[str, dict[str, object]]:
     settings (project XML's `Surveys` attributes)."""
     form = call.params.require("instrument")
     if form not in call.p.forms:
-        raise invalid("instrument")
+        raise invalid_parameter("instrument")
     row = call.conn.execute(
         "SELECT settings FROM survey WHERE project_id = ? AND form_name = ?",
         (call.p.project_id, form),
