@@ -78,8 +78,8 @@ class SandboxApp:
                 call.user, call.project = owner
                 if found is None:
                     raise invalid_parameter("content")
-                if found.privilege:
-                    call.require(found.privilege)
+                for right in found.privileges:
+                    call.require(right)
                 return found.handler(call)
         except ApiError as exc:
             return render_error(exc.message, fmt, exc.status)

@@ -95,7 +95,7 @@ Handler = Callable[[Call], Reply]
 @dataclass(frozen=True)
 class Endpoint:
     handler: Handler
-    privilege: str | None  # checked before the handler runs
+    privileges: tuple[str, ...]  # checked in order before the handler runs
     super_token: bool = False  # project creation takes the server's super token
 
 
@@ -103,15 +103,20 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {}
 
 
 def endpoint(
-    content: str, *actions: str, privilege: str | None = None, super_token: bool = False
+    content: str,
+    *actions: str,
+    privilege: str | tuple[str, ...] = (),
+    super_token: bool = False,
 ) -> Callable[[Handler], Handler]:
-    """Register a handler for `content` with each of `actions` (default: export)."""
+    """Register a handler for `content` with each of `actions` (default: export). REDCap checks
+    the API right of the direction first, then the area's own: `("api_import", "design")`."""
+    privileges = (privilege,) if isinstance(privilege, str) else privilege
 
     def register(handler: Handler) -> Handler:
         for action in actions or ("export",):
             key = (content, action)
             assert key not in ENDPOINTS, f"two handlers for {key}"
-            ENDPOINTS[key] = Endpoint(handler, privilege, super_token)
+            ENDPOINTS[key] = Endpoint(handler, privileges, super_token)
         return handler
 
     return register

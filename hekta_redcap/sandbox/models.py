@@ -16,6 +16,7 @@ import json
 import re
 import secrets
 import sqlite3
+import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -650,6 +651,16 @@ def add_user(
         "INSERT OR REPLACE INTO user VALUES (?, ?, ?, ?)",
         (project_id, username, token, json.dumps(rights)),
     )
+
+
+def unique_group_name(label: str, taken: Iterable[str]) -> str:
+    """REDCap's unique DAG name: `Test DAG` -> `test_dag` (lowercase, other characters '_').
+    The 18-character cut follows unique event names [I]; a clash gets a letter as repeated
+    event names do (`site_b`) [U]."""
+    stem = re.sub(r"[^a-z0-9]", "_", label.lower())[:18]
+    taken = set(taken)
+    suffixes = ("", *string.ascii_lowercase[1:])
+    return next(stem + s for s in suffixes if stem + s not in taken)
 
 
 def default_form_label(form: str) -> str:

@@ -36,6 +36,7 @@ from hekta_redcap.sandbox.models import (
     ProjectModel,
     now,
     parse_choices,
+    unique_group_name,
 )
 from hekta_redcap.sandbox.wire import ApiError
 
@@ -350,7 +351,6 @@ def _ingest_repeating(model: ProjectModel, globals_: Element, event_ids: dict[st
 def _ingest_design_extras(model: ProjectModel, globals_: Element) -> None:
     """Surveys, DAGs, user roles and reports, kept in their own tables."""
     # Imported here: the api package imports this module (project creation, XML export).
-    from hekta_redcap.sandbox.api.users import unique_group_name
 
     conn, pid = model.conn, model.project_id
     for survey in globals_.iter("Surveys"):

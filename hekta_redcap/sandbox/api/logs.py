@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hekta_redcap.sandbox.api.users import dag_id_of, guarded
-from hekta_redcap.sandbox.endpoints import Call
+from hekta_redcap.sandbox.api.users import dag_id_of
+from hekta_redcap.sandbox.endpoints import Call, endpoint
 from hekta_redcap.sandbox.wire import Reply, invalid_parameter, render_rows
 
 LOG_COLUMNS = ("timestamp", "username", "action", "details", "record")
@@ -33,7 +33,7 @@ def time_bound(call: Call, name: str, seconds: str) -> str | None:
     return value if len(value) > 16 else value + seconds
 
 
-@guarded("log", "export", "logging")
+@endpoint("log", "export", privilege=("api_export", "logging"))
 def export_logging(call: Call) -> Reply:
     """Entries newest first. A user in a data access group sees only their group's entries,
     as REDCap restricts logging for DAG users."""

@@ -10,16 +10,15 @@ user export shows those effective rights.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import re
 import secrets
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from hekta_redcap.sandbox.endpoints import Call, Handler, endpoint
-from hekta_redcap.sandbox.models import CREATOR_RIGHTS, ProjectModel
+from hekta_redcap.sandbox.endpoints import Call, endpoint
+from hekta_redcap.sandbox.models import CREATOR_RIGHTS, ProjectModel, unique_group_name
 from hekta_redcap.sandbox.wire import (
     ApiError,
     Reply,
@@ -57,23 +56,6 @@ LEGACY_EXPORT = "data_export"  # pre-forms_export REDCap: one export level for e
 # forms_export: 0 none, 1 full, 2 de-identified, 3 without identifiers;
 # user_rights: 2 read-only; lock_records: 2 with e-signature.
 TOP_LEVEL = {"forms": 3, "forms_export": 3, LEGACY_EXPORT: 3, "user_rights": 2, "lock_records": 2}
-
-
-def guarded(content: str, action: str, right: str) -> Callable[[Handler], Handler]:
-    """Register a handler that needs API export (or import, for writes) and then `right`: REDCap
-    checks the API privilege of the direction first, then the area's own privilege."""
-    api_right = "api_export" if action == "export" else "api_import"
-
-    def register(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        def checked(call: Call) -> Reply:
-            call.require(right)
-            return handler(call)
-
-        endpoint(content, action, privilege=api_right)(checked)
-        return handler
-
-    return register
 
 
 def not_valid(what: str, values: Iterable[str]) -> ApiError:
@@ -268,7 +250,7 @@ def leave_role(call: Call, username: str) -> None:
 # -- users ------------------------------------------------------------------------------------
 
 
-@guarded("user", "export", "user_rights")
+@endpoint("user", "export", privilege=("api_export", "user_rights"))
 def export_users(call: Call) -> Reply:
     p = call.p
     in_dag = memberships(call, "user_dag")
@@ -293,7 +275,7 @@ def export_users(call: Call) -> Reply:
     return render(call, rows, USER_COLUMNS)
 
 
-@guarded("user", "import", "user_rights")
+@endpoint("user", "import", privilege=("api_import", "user_rights"))
 def import_users(call: Call) -> Reply:
     """Add or update users from partial rows. New users get no rights and no token: REDCap
     issues tokens only when an administrator grants one. The rights of a user in a role are
@@ -340,7 +322,7 @@ def valid_date(value: str) -> bool:
     return re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is not None
 
 
-@guarded("user", "delete", "user_rights")
+@endpoint("user", "delete", privilege=("api_import", "user_rights"))
 def delete_users(call: Call) -> Reply:
     names = call.params.array("users")
     if not names:
@@ -369,7 +351,7 @@ def new_role_name(taken: Iterable[str]) -> str:
             return name
 
 
-@guarded("userRole", "export", "user_rights")
+@endpoint("userRole", "export", privilege=("api_export", "user_rights"))
 def export_user_roles(call: Call) -> Reply:
     """Roles with their flags as strings ('0'), unlike a user's, and form maps of ints."""
     rows = [
@@ -384,7 +366,7 @@ def export_user_roles(call: Call) -> Reply:
     return render(call, rows, ROLE_COLUMNS)
 
 
-@guarded("userRole", "import", "user_rights")
+@endpoint("userRole", "import", privilege=("api_import", "user_rights"))
 def import_user_roles(call: Call) -> Reply:
     """Rows without a `unique_role_name` create roles; others update the role they name."""
     p = call.p
@@ -421,7 +403,7 @@ def import_user_roles(call: Call) -> Reply:
     return render_count(len(rows), call.return_format)
 
 
-@guarded("userRole", "delete", "user_rights")
+@endpoint("userRole", "delete", privilege=("api_import", "user_rights"))
 def delete_user_roles(call: Call) -> Reply:
     names = call.params.array("roles")
     if not names:
@@ -440,7 +422,7 @@ def delete_user_roles(call: Call) -> Reply:
     return render_count(len(names), call.return_format)
 
 
-@guarded("userRoleMapping", "export", "user_rights")
+@endpoint("userRoleMapping", "export", privilege=("api_export", "user_rights"))
 def export_user_role_mapping(call: Call) -> Reply:
     role_names = {i: unique for unique, (i, _, _) in roles(call).items()}
     groups = dag_names(call)
@@ -457,7 +439,7 @@ def export_user_role_mapping(call: Call) -> Reply:
     return render_rows(rows, call.fmt, ROLE_MAPPING_COLUMNS, delimiter=call.params.delimiter)
 
 
-@guarded("userRoleMapping", "import", "user_rights")
+@endpoint("userRoleMapping", "import", privilege=("api_import", "user_rights"))
 def import_user_role_mapping(call: Call) -> Reply:
     """Assign users to roles; an empty `unique_role_name` takes the user out of their role.
     Other columns (the export's `data_access_group`) are ignored."""
@@ -485,17 +467,7 @@ def import_user_role_mapping(call: Call) -> Reply:
 # -- data access groups -----------------------------------------------------------------------
 
 
-def unique_group_name(label: str, taken: Iterable[str]) -> str:
-    """REDCap's unique DAG name: `Test DAG` -> `test_dag` (lowercase, other characters '_').
-    The 18-character cut follows unique event names [I]; a clash gets a letter as repeated
-    event names do (`site_b`) [U]."""
-    stem = re.sub(r"[^a-z0-9]", "_", label.lower())[:18]
-    taken = set(taken)
-    suffixes = ("", *string.ascii_lowercase[1:])
-    return next(stem + s for s in suffixes if stem + s not in taken)
-
-
-@guarded("dag", "export", "data_access_groups")
+@endpoint("dag", "export", privilege=("api_export", "data_access_groups"))
 def export_dags(call: Call) -> Reply:
     rows = [
         {"data_access_group_name": label, "unique_group_name": unique, "data_access_group_id": i}
@@ -504,7 +476,7 @@ def export_dags(call: Call) -> Reply:
     return render_rows(rows, call.fmt, DAG_COLUMNS, delimiter=call.params.delimiter)
 
 
-@guarded("dag", "import", "data_access_groups")
+@endpoint("dag", "import", privilege=("api_import", "data_access_groups"))
 def import_dags(call: Call) -> Reply:
     """An empty `unique_group_name` creates a group; an existing one renames it."""
     p = call.p
@@ -528,7 +500,7 @@ def import_dags(call: Call) -> Reply:
     return render_count(len(rows), call.return_format)
 
 
-@guarded("dag", "delete", "data_access_groups")
+@endpoint("dag", "delete", privilege=("api_import", "data_access_groups"))
 def delete_dags(call: Call) -> Reply:
     """Delete groups; their records and users are left without a group."""
     names = call.params.array("dags")
@@ -550,7 +522,7 @@ def delete_dags(call: Call) -> Reply:
     return render_count(len(names), call.return_format)
 
 
-@guarded("dag", "switch", "data_access_groups")
+@endpoint("dag", "switch", privilege=("api_import", "data_access_groups"))
 def switch_dag(call: Call) -> Reply:
     """Move the calling user into a group. REDCap allows only groups granted on its DAG
     Switcher page; the sandbox has no switcher, so users with DAG rights may pick any group."""
@@ -561,7 +533,7 @@ def switch_dag(call: Call) -> Reply:
     return render_text("1")
 
 
-@guarded("userDagMapping", "export", "data_access_groups")
+@endpoint("userDagMapping", "export", privilege=("api_export", "data_access_groups"))
 def export_user_dag_mapping(call: Call) -> Reply:
     groups = dag_names(call)
     in_dag = memberships(call, "user_dag")
@@ -572,7 +544,7 @@ def export_user_dag_mapping(call: Call) -> Reply:
     return render_rows(rows, call.fmt, DAG_MAPPING_COLUMNS, delimiter=call.params.delimiter)
 
 
-@guarded("userDagMapping", "import", "data_access_groups")
+@endpoint("userDagMapping", "import", privilege=("api_import", "data_access_groups"))
 def import_user_dag_mapping(call: Call) -> Reply:
     """Put users into groups; an empty `redcap_data_access_group` takes them out."""
     rows = data_rows(call)
