@@ -687,3 +687,21 @@ def test_longitudinal_report_keeps_its_events_and_repeat_columns(longitudinal: H
             "med_name": "",
         },
     ]
+
+
+def test_deleting_a_record_deletes_its_files_and_survey_links(sandbox: SandboxServer) -> None:
+    handle = seed_project(sandbox, "classic", surveys=("demographics",))
+    project = handle.pycap()
+    project.import_records([{"record_id": "1", "first_name": "Ada"}])
+    project.import_file(
+        record="1", field="upload", file_name="a.txt", file_object=io.BytesIO(b"secret")
+    )
+    link = project.export_survey_link(record="1", instrument="demographics")
+    assert project.delete_records(["1"]) == 1
+    with sandbox.store.transaction() as conn:
+        documents = conn.execute(
+            "SELECT COUNT(*) FROM document WHERE project_id = ?", (handle.project_id,)
+        ).fetchone()[0]
+    assert documents == 0
+    project.import_records([{"record_id": "1", "first_name": "Bea"}])
+    assert project.export_survey_link(record="1", instrument="demographics") != link

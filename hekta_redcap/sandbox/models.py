@@ -558,25 +558,61 @@ class ProjectModel:
         )
 
     def delete_rows(self, record: str, event_id: int | None = None) -> int:
-        sql = "DELETE FROM data WHERE project_id = ? AND record = ?"
+        """Delete a record's rows (in one event when given) with the files they hold."""
+        where = "project_id = ? AND record = ?"
         args: tuple[Any, ...] = (self.project_id, record)
         if event_id is not None:
-            sql += " AND event_id = ?"
+            where += " AND event_id = ?"
             args += (event_id,)
-        return self.conn.execute(sql, args).rowcount
+        for (vals,) in self.conn.execute(f"SELECT vals FROM data WHERE {where}", args).fetchall():
+            self.release_documents(json.loads(vals))
+        return self.conn.execute(f"DELETE FROM data WHERE {where}", args).rowcount
 
     def delete_row(self, key: tuple[str, int, str, int]) -> None:
+        self.release_documents(self.get_row(key).values)
         self.conn.execute(
             "DELETE FROM data WHERE project_id = ? AND record = ? AND event_id = ? AND "
             "repeat_instrument = ? AND instance = ?",
             (self.project_id, *key),
         )
 
-    def delete_record(self, record: str) -> None:
-        self.delete_rows(record)
-        self.conn.execute(
-            "DELETE FROM record WHERE project_id = ? AND record = ?", (self.project_id, record)
+    def release_documents(self, values: dict[str, str]) -> None:
+        """Delete the uploaded files that these values (file fields hold doc ids) point to."""
+        doc_ids = [
+            values[name]
+            for name, row in self.fields.items()
+            if row["field_type"] == "file" and values.get(name, "").isdigit()
+        ]
+        self.conn.executemany(
+            "DELETE FROM document WHERE project_id = ? AND doc_id = ?",
+            [(self.project_id, int(doc_id)) for doc_id in doc_ids],
         )
+
+    def delete_record(self, record: str) -> None:
+        """Delete a record with its rows, files and survey participants."""
+        self.delete_rows(record)
+        for table in ("participant", "record"):
+            self.conn.execute(
+                f"DELETE FROM {table} WHERE project_id = ? AND record = ?",
+                (self.project_id, record),
+            )
+
+    def rename_record(self, old: str, new: str, event_ids: set[int] | None = None) -> None:
+        """Give a record's rows (only those in `event_ids` when given) a new record name."""
+        info = self.record_info(old)
+        assert info is not None, old
+        self.touch_record(new, info["created"], info["dag_id"])
+        where, args = "project_id = ? AND record = ?", [self.project_id, old]
+        if event_ids is not None:
+            where += f" AND event_id IN ({','.join('?' * len(event_ids))})"
+            args += sorted(event_ids)
+        self.conn.execute(f"UPDATE data SET record = ? WHERE {where}", (new, *args))
+        if event_ids is None:
+            self.conn.execute(
+                "UPDATE participant SET record = ? WHERE project_id = ? AND record = ?",
+                (new, self.project_id, old),
+            )
+        self.forget_empty_record(old)
 
     def forget_empty_record(self, record: str) -> None:
         """A record whose last row was deleted no longer exists."""

@@ -90,8 +90,7 @@ CREATE TABLE IF NOT EXISTS participant (
     event_id INTEGER NOT NULL, record TEXT, instance INTEGER NOT NULL DEFAULT 1,
     email TEXT NOT NULL DEFAULT '', identifier TEXT NOT NULL DEFAULT '',
     hash TEXT NOT NULL UNIQUE, access_code TEXT NOT NULL, return_code TEXT NOT NULL,
-    invitation_sent INTEGER NOT NULL DEFAULT 0, invitation_time TEXT NOT NULL DEFAULT '',
-    response_status INTEGER NOT NULL DEFAULT 0);
+    invitation_sent INTEGER NOT NULL DEFAULT 0, invitation_time TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS report (
     report_id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, definition TEXT NOT NULL);
 """

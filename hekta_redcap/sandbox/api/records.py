@@ -557,6 +557,7 @@ def _delete_from_row(call: Call, row: DataRow, instrument: str | None) -> None:
     kept = {k: v for k, v in row.values.items() if model.form_of(k) != instrument}
     if kept == row.values:
         return
+    model.release_documents({k: v for k, v in row.values.items() if k not in kept})
     if not kept and row.instance:
         model.delete_row(row.key)
     else:
@@ -577,22 +578,9 @@ def rename_record(call: Call) -> Reply:
     moved = [row for row in model.data_rows([old]) if events is None or row.event_id in events]
     if not moved:
         raise ApiError(f'The record "{old}" has no data in arm {params.get("arm")}')  # [U]
-    info = model.record_info(old)
-    assert info is not None
     when = now()
-    model.touch_record(new, info["created"], info["dag_id"])
+    model.rename_record(old, new, events)
     model.touch_record(new, when)
-    for row in moved:
-        model.delete_row(row.key)
-        model.save_row(DataRow(new, *row.key[1:], row.values))
-    if events is None:
-        model.delete_record(old)
-        call.conn.execute(
-            "UPDATE participant SET record = ? WHERE project_id = ? AND record = ?",
-            (new, model.project_id, old),
-        )
-    else:
-        model.forget_empty_record(old)
     rid = model.record_id_field
     model.log(
         call.u.username,
