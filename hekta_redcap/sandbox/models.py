@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import orjson
+
 from hekta_redcap.design import unique_event_name
 
 METADATA_COLUMNS = (
@@ -525,7 +527,7 @@ class ProjectModel:
         args: tuple[Any, ...] = (self.project_id,)
         wanted = None if records is None else set(records)
         rows = [
-            DataRow(r[0], r[1], r[2], r[3], json.loads(r[4]))
+            DataRow(r[0], r[1], r[2], r[3], orjson.loads(r[4]))
             for r in self.conn.execute(sql, args)
             if wanted is None or r[0] in wanted
         ]
@@ -548,13 +550,13 @@ class ProjectModel:
             "repeat_instrument = ? AND instance = ?",
             (self.project_id, *key),
         ).fetchone()
-        return DataRow(*key, json.loads(found[0]) if found else {})
+        return DataRow(*key, orjson.loads(found[0]) if found else {})
 
     def save_row(self, row: DataRow) -> None:
         """Store a row; a row with no values still exists (the record exists in that event)."""
         self.conn.execute(
             "INSERT OR REPLACE INTO data VALUES (?, ?, ?, ?, ?, ?)",
-            (self.project_id, *row.key, json.dumps(row.values, separators=(",", ":"))),
+            (self.project_id, *row.key, orjson.dumps(row.values).decode()),
         )
 
     def delete_rows(self, record: str, event_id: int | None = None) -> int:
@@ -565,7 +567,7 @@ class ProjectModel:
             where += " AND event_id = ?"
             args += (event_id,)
         for (vals,) in self.conn.execute(f"SELECT vals FROM data WHERE {where}", args).fetchall():
-            self.release_documents(json.loads(vals))
+            self.release_documents(orjson.loads(vals))
         return self.conn.execute(f"DELETE FROM data WHERE {where}", args).rowcount
 
     def delete_row(self, key: tuple[str, int, str, int]) -> None:

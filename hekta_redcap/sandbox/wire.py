@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
 
+import orjson
 from werkzeug.datastructures import FileStorage, MultiDict
 
 FORMATS = ("json", "csv", "xml")
@@ -162,8 +163,7 @@ def render_rows(
     REDCap answers an empty record export) unless `columns` are given."""
     columns = list(columns if columns is not None else (rows[0].keys() if rows else []))
     if fmt == "json":
-        body = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
-        return Reply(body.encode(), CONTENT_TYPES["json"])
+        return Reply(orjson.dumps(rows), CONTENT_TYPES["json"])
     if fmt == "csv":
         if not columns:
             return Reply(b"", CONTENT_TYPES["csv"])
