@@ -204,3 +204,14 @@ def test_provisioned_project_matches_the_definitions(tmp_path: Path) -> None:
         ]
         repeating = client.export_repeating_instruments_events()
         assert {r["form_name"] for r in repeating} == {"job_episode"}
+
+
+def test_what_the_server_cannot_do_is_refused_clearly(classic: Handle) -> None:
+    for data in (
+        {"content": "randomization", "action": "randomize", "record": "1"},
+        {"content": "record", "format": "odm"},
+        {"content": "record", "format": "json", "combineCheckboxOptions": "true"},
+    ):
+        reply = requests.post(classic.url, data={"token": classic.token, **data}, timeout=10)
+        assert reply.status_code == 400
+        assert "local" in reply.text.lower(), reply.text
