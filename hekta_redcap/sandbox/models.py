@@ -25,27 +25,9 @@ from typing import Any
 import orjson
 
 from hekta_redcap.design import unique_event_name
+from hekta_redcap.dictionary import COLUMNS
 
-METADATA_COLUMNS = (
-    "field_name",
-    "form_name",
-    "section_header",
-    "field_type",
-    "field_label",
-    "select_choices_or_calculations",
-    "field_note",
-    "text_validation_type_or_show_slider_number",
-    "text_validation_min",
-    "text_validation_max",
-    "identifier",
-    "branching_logic",
-    "required_field",
-    "custom_alignment",
-    "question_number",
-    "matrix_group_name",
-    "matrix_ranking",
-    "field_annotation",
-)
+METADATA_COLUMNS = COLUMNS  # REDCap's 18 data dictionary keys, in order
 COMPLETE_CHOICES = (("0", "Incomplete"), ("1", "Unverified"), ("2", "Complete"))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 

@@ -69,6 +69,13 @@ class Params:
             raise ApiError(f'The parameter "{name}" is missing')
         return value
 
+    def require_array(self, name: str) -> list[str]:
+        """An array parameter that must name at least one value."""
+        values = self.array(name)
+        if not values:
+            raise ApiError(f'The parameter "{name}" is missing')
+        return values
+
     def flag(self, name: str, default: bool = False) -> bool:
         """A boolean sent as true/false, True/FALSE or 1/0."""
         value = self.form.get(name)

@@ -71,13 +71,6 @@ def _arm_filter(call: Call) -> set[int] | None:
     return {num for num in numbers.values() if num is not None}
 
 
-def _required_array(call: Call, name: str) -> list[str]:
-    values = call.params.array(name)
-    if not values:
-        raise ApiError(f'The parameter "{name}" is missing')
-    return values
-
-
 def _forget_orphans(model: ProjectModel) -> None:
     """Records left without any data (their arm or events were deleted) no longer exist."""
     for record in model.record_ids():
@@ -137,7 +130,7 @@ def delete_arms(call: Call) -> Reply:
     call.require("design")
     model = _longitudinal_only(call, "delete arms")
     _development_only(call, "delete arms")
-    wanted = {arm: _integer(arm) for arm in _required_array(call, "arms")}
+    wanted = {arm: _integer(arm) for arm in call.params.require_array("arms")}
     existing = {num for num, _ in model.arms}
     if unknown := [arm for arm, num in wanted.items() if num not in existing]:
         raise invalid_values("arms", unknown)
@@ -227,7 +220,7 @@ def delete_events(call: Call) -> Reply:
     call.require("design")
     model = _longitudinal_only(call, "delete events")
     _development_only(call, "delete events")
-    wanted = {name: model.event(name) for name in _required_array(call, "events")}
+    wanted = {name: model.event(name) for name in call.params.require_array("events")}
     if unknown := [name for name, event in wanted.items() if event is None]:
         raise invalid_values("events", unknown)
     for event in wanted.values():

@@ -497,9 +497,7 @@ def delete_records(call: Call) -> Reply:
     A record left without rows ceases to exist. The reply is the number of records, bare."""
     call.require("record_delete")
     model, params = call.p, call.params
-    records = list(dict.fromkeys(params.array("records")))
-    if not records:
-        raise ApiError('The parameter "records" is missing')
+    records = list(dict.fromkeys(params.require_array("records")))
     visible = set(model.record_ids(call.u.dag_id))
     missing = [r for r in records if r not in visible]
     if missing:

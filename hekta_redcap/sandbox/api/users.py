@@ -22,6 +22,7 @@ from hekta_redcap.sandbox.models import CREATOR_RIGHTS, ProjectModel, unique_gro
 from hekta_redcap.sandbox.wire import (
     ApiError,
     Reply,
+    invalid_values,
     parse_data,
     render_count,
     render_rows,
@@ -324,9 +325,7 @@ def valid_date(value: str) -> bool:
 
 @endpoint("user", "delete", privilege=("api_import", "user_rights"))
 def delete_users(call: Call) -> Reply:
-    names = call.params.array("users")
-    if not names:
-        raise ApiError('The parameter "users" is missing')
+    names = call.params.require_array("users")
     known_users(call, names, 'values in the parameter "users"')
     for username in names:
         for table in ("user", "user_role", "user_dag"):
@@ -405,13 +404,10 @@ def import_user_roles(call: Call) -> Reply:
 
 @endpoint("userRole", "delete", privilege=("api_import", "user_rights"))
 def delete_user_roles(call: Call) -> Reply:
-    names = call.params.array("roles")
-    if not names:
-        raise ApiError('The parameter "roles" is missing')
+    names = call.params.require_array("roles")
     current = roles(call)
-    unknown = [name for name in names if name not in current]
-    if unknown:
-        raise not_valid('values in the parameter "roles"', unknown)
+    if unknown := [name for name in names if name not in current]:
+        raise invalid_values("roles", unknown)
     for name in names:
         role_id, label, _ = current[name]
         for username, member_of in memberships(call, "user_role").items():
@@ -503,13 +499,10 @@ def import_dags(call: Call) -> Reply:
 @endpoint("dag", "delete", privilege=("api_import", "data_access_groups"))
 def delete_dags(call: Call) -> Reply:
     """Delete groups; their records and users are left without a group."""
-    names = call.params.array("dags")
-    if not names:
-        raise ApiError('The parameter "dags" is missing')
+    names = call.params.require_array("dags")
     current = dags(call)
-    unknown = [name for name in names if name not in current]
-    if unknown:
-        raise not_valid('values in the parameter "dags"', unknown)
+    if unknown := [name for name in names if name not in current]:
+        raise invalid_values("dags", unknown)
     for name in names:
         dag_id, label = current[name]
         call.conn.execute(
