@@ -215,3 +215,14 @@ def test_what_the_server_cannot_do_is_refused_clearly(classic: Handle) -> None:
         reply = requests.post(classic.url, data={"token": classic.token, **data}, timeout=10)
         assert reply.status_code == 400
         assert "local" in reply.text.lower(), reply.text
+
+
+def test_faults_can_target_one_kind_of_call(faulty: tuple[SandboxServer, Handle]) -> None:
+    server, handle = faulty
+    server.faults.configure(1.0, ["error"], contents=["metadata"])
+    assert _version(server.url, handle.token).text == "15.2.1"
+    with pytest.raises(requests.RequestException):
+        handle.pycap().export_metadata()
+    data = {"token": handle.token, "content": "record", "format": "csv"}
+    assert requests.post(server.url, data=data, timeout=10).status_code == 200
+    assert server.faults.injected == ["error"]

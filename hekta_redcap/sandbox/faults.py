@@ -20,14 +20,16 @@ know it.
 from __future__ import annotations
 
 import contextlib
+import io
 import random
 import socket
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs
 
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 KINDS = ("error", "html", "delay", "truncate", "drop")
 
@@ -50,6 +52,7 @@ class Faults:
     kinds: tuple[str, ...] = KINDS
     seed: int = 0
     delay: float = 2.0
+    contents: frozenset[str] = frozenset()  # only these API contents (empty: every request)
     injected: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -62,16 +65,24 @@ class Faults:
         if unknown or not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"faults: rate must be 0..1 and kinds among {', '.join(KINDS)}")
 
-    def configure(self, rate: float, kinds: Iterable[str] = KINDS, seed: int | None = None) -> None:
+    def configure(
+        self,
+        rate: float,
+        kinds: Iterable[str] = KINDS,
+        seed: int | None = None,
+        contents: Iterable[str] = (),
+    ) -> None:
         """Change the faults of a running server (tests turn them on and off)."""
         with self._lock:
-            self.rate, self.kinds = rate, tuple(kinds)
+            self.rate, self.kinds, self.contents = rate, tuple(kinds), frozenset(contents)
             self._check()
             if seed is not None:
                 self.seed, self._random = seed, random.Random(seed)
 
-    def draw(self) -> str | None:
+    def draw(self, content: str | None = None) -> str | None:
         with self._lock:
+            if self.contents and content not in self.contents:
+                return None
             if self.rate <= 0 or self._random.random() >= self.rate:
                 return None
             kind = self._random.choice(self.kinds)
@@ -87,7 +98,7 @@ class FaultInjector:
         self.faults = faults
 
     def __call__(self, environ: dict, start_response):  # type: ignore[no-untyped-def]
-        kind = self.faults.draw()
+        kind = self.faults.draw(_content(environ) if self.faults.contents else None)
         if kind == "error":
             return Response(PHP_ERROR_PAGE, 500, content_type="text/html")(environ, start_response)
         if kind == "html":
@@ -105,6 +116,15 @@ class FaultInjector:
             return response(environ, start_response)
         _drop(environ)
         return []
+
+
+def _content(environ: dict) -> str | None:
+    """The API `content` of a form-encoded request, read without consuming its body."""
+    if "urlencoded" not in environ.get("CONTENT_TYPE", ""):
+        return None
+    body = Request(environ).get_data(cache=True)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return parse_qs(body.decode("latin-1")).get("content", [None])[0]
 
 
 def _drop(environ: dict) -> None:
