@@ -151,3 +151,19 @@ def parse_bound(validation: str, value: str, today: dt.date | None = None) -> ob
     if not is_valid(validation, value):
         raise ValueError(f"'{value}' is not a valid {validation} value")
     return parse(value)
+
+
+def checkbox_column(field_name: str, code: str) -> str:
+    """REDCap's export name for a checkbox option: codes lowercased, other characters '_'."""
+    return f"{field_name}___{re.sub(r'[^a-z0-9_]', '_', code.lower())}"
+
+
+def parse_choices(text: str) -> list[tuple[str, str]]:
+    """`code, label | code, label` as REDCap splits it (on '|', then the first comma)."""
+    choices = []
+    for part in text.split("|"):
+        if not part.strip():
+            continue
+        code, _, label = part.partition(",")
+        choices.append((code.strip(), label.strip()))
+    return choices

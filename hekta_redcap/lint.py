@@ -30,7 +30,13 @@ from hekta_redcap import logic
 from hekta_redcap.design import unique_event_name
 from hekta_redcap.dictionary import DictRow, compile_project
 from hekta_redcap.errors import DefinitionError, Origin
-from hekta_redcap.fieldtypes import CHOICE_TYPES, FIELD_TYPES, VALIDATION_TYPES, parse_bound
+from hekta_redcap.fieldtypes import (
+    CHOICE_TYPES,
+    FIELD_TYPES,
+    VALIDATION_TYPES,
+    parse_bound,
+    parse_choices,
+)
 from hekta_redcap.instruments import Derived, Field, Instrument, Score
 from hekta_redcap.model import LANGUAGES
 from hekta_redcap.study import (
@@ -121,17 +127,6 @@ class DictionaryContext:
 
     def row_map(self) -> dict[str, DictRow]:
         return {r.field_name: r for r in self.rows}
-
-
-def parse_choices(text: str) -> list[tuple[str, str]] | None:
-    """REDCap's `code, label | code, label` (None when an entry has no comma)."""
-    choices = []
-    for part in text.split("|"):
-        if "," not in part:
-            return None
-        code, label = part.split(",", 1)
-        choices.append((code.strip(), label.strip()))
-    return choices
 
 
 def _names(report: Report, ctx: DictionaryContext) -> None:
@@ -268,11 +263,7 @@ def _types_and_choices(report: Report, ctx: DictionaryContext) -> None:
 
 def _check_choices(report: Report, row: DictRow) -> None:
     name, origin = row.field_name, row.origin
-    choices = (
-        parse_choices(row.select_choices_or_calculations)
-        if row.select_choices_or_calculations.strip()
-        else []
-    )
+    choices = parse_choices(row.select_choices_or_calculations)
     if not choices:
         report.error(
             "choices",
@@ -435,7 +426,7 @@ def check_logic(
             report.error("logic", f"{what}: unknown field '{ref.field}'", origin)
             continue
         if ref.code is not None:
-            codes = [c for c, _ in parse_choices(target.select_choices_or_calculations) or []]
+            codes = [c for c, _ in parse_choices(target.select_choices_or_calculations)]
             if target.field_type != "checkbox":
                 report.error(
                     "logic",
@@ -486,7 +477,7 @@ def _codes_of(row: DictRow) -> list[str] | None:
     if row.field_type in ("yesno", "truefalse"):
         return ["1", "0"]
     if row.field_type in ("radio", "dropdown"):
-        return [code for code, _ in parse_choices(row.select_choices_or_calculations) or []]
+        return [code for code, _ in parse_choices(row.select_choices_or_calculations)]
     return None
 
 

@@ -15,7 +15,8 @@ from hekta_redcap.cli import cli
 from hekta_redcap.design import compile_design, unique_event_name
 from hekta_redcap.dictionary import compile_project, to_csv
 from hekta_redcap.errors import DefinitionError
-from hekta_redcap.lint import lint_all, parse_choices
+from hekta_redcap.fieldtypes import parse_choices
+from hekta_redcap.lint import lint_all
 from hekta_redcap.study import load_project
 
 REDCAP_COLUMNS = [

@@ -26,6 +26,7 @@ import orjson
 
 from hekta_redcap.design import unique_event_name
 from hekta_redcap.dictionary import COLUMNS
+from hekta_redcap.fieldtypes import checkbox_column, parse_choices
 
 METADATA_COLUMNS = COLUMNS  # REDCap's 18 data dictionary keys, in order
 COMPLETE_CHOICES = (("0", "Incomplete"), ("1", "Unverified"), ("2", "Complete"))
@@ -45,22 +46,6 @@ def natural_key(record: str) -> tuple[tuple[int, int, str], ...]:
         for part in re.split(r"(\d+)", record)
         if part != ""
     )
-
-
-def checkbox_column(field_name: str, code: str) -> str:
-    """REDCap's export name for a checkbox option: codes lowercased, other characters '_'."""
-    return f"{field_name}___{re.sub(r'[^a-z0-9_]', '_', code.lower())}"
-
-
-def parse_choices(text: str) -> list[tuple[str, str]]:
-    """`code, label | code, label` as REDCap splits it (on '|', then the first comma)."""
-    choices = []
-    for part in text.split("|"):
-        if not part.strip():
-            continue
-        code, _, label = part.partition(",")
-        choices.append((code.strip(), label.strip()))
-    return choices
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from xml.sax.saxutils import escape
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
+from hekta_redcap.fieldtypes import parse_choices
 from hekta_redcap.sandbox.endpoints import REDCAP_VERSION
 from hekta_redcap.sandbox.models import (
     COMPLETE_CHOICES,
@@ -35,7 +36,6 @@ from hekta_redcap.sandbox.models import (
     DataRow,
     ProjectModel,
     now,
-    parse_choices,
     unique_group_name,
 )
 from hekta_redcap.sandbox.wire import ApiError

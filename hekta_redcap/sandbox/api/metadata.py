@@ -11,9 +11,9 @@ from collections import Counter
 from typing import Any
 
 from hekta_redcap.dictionary import CSV_HEADER
-from hekta_redcap.fieldtypes import CHOICE_TYPES, FIELD_TYPES, PATTERNS
+from hekta_redcap.fieldtypes import CHOICE_TYPES, FIELD_TYPES, PATTERNS, parse_choices
 from hekta_redcap.sandbox.endpoints import Call, endpoint
-from hekta_redcap.sandbox.models import METADATA_COLUMNS, parse_choices
+from hekta_redcap.sandbox.models import METADATA_COLUMNS
 from hekta_redcap.sandbox.wire import (
     ApiError,
     Reply,

@@ -13,6 +13,7 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 
+from hekta_redcap.fieldtypes import checkbox_column
 from hekta_redcap.sandbox.api.files import (
     as_id,
     document,
@@ -22,7 +23,7 @@ from hekta_redcap.sandbox.api.files import (
 )
 from hekta_redcap.sandbox.api.surveys import form_filled
 from hekta_redcap.sandbox.endpoints import Call, endpoint
-from hekta_redcap.sandbox.models import Event, checkbox_column, now
+from hekta_redcap.sandbox.models import Event, now
 from hekta_redcap.sandbox.wire import Reply, invalid_parameter
 
 PAGE_WIDTH, PAGE_HEIGHT = 595.28, 841.89  # A4 in points, as FPDF's default

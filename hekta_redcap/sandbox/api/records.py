@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from functools import cached_property
 
+from hekta_redcap.fieldtypes import checkbox_column
 from hekta_redcap.logic import LogicError, Ref, evaluate, is_true, parse, references
 from hekta_redcap.sandbox.api.records_import import (
     DAG,
@@ -31,7 +32,7 @@ from hekta_redcap.sandbox.api.records_import import (
     row_forms,
 )
 from hekta_redcap.sandbox.endpoints import Call, endpoint
-from hekta_redcap.sandbox.models import TIME_FORMAT, DataRow, Event, checkbox_column, now
+from hekta_redcap.sandbox.models import TIME_FORMAT, DataRow, Event, now
 from hekta_redcap.sandbox.wire import (
     ApiError,
     Params,

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hekta_redcap.fieldtypes import is_valid
+from hekta_redcap.fieldtypes import checkbox_column, is_valid
 from hekta_redcap.sandbox.endpoints import Call, endpoint
-from hekta_redcap.sandbox.models import DataRow, Event, ProjectModel, checkbox_column, now
+from hekta_redcap.sandbox.models import DataRow, Event, ProjectModel, now
 from hekta_redcap.sandbox.wire import (
     CONTENT_TYPES,
     ApiError,
