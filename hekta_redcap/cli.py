@@ -8,6 +8,7 @@ non-zero exit code and no traceback.
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import sys
 from collections.abc import Callable
@@ -15,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+import redcap
 import yaml
 
 from hekta_redcap import __version__, demo
 from hekta_redcap.config import Settings
+from hekta_redcap.connection import connect, failure
+from hekta_redcap.deploy import apply_plan, write_bundle
 from hekta_redcap.design import compile_design, write_design
 from hekta_redcap.dictionary import (
     compile_project,
@@ -30,6 +34,7 @@ from hekta_redcap.dictionary import (
 from hekta_redcap.errors import HektaError, Origin
 from hekta_redcap.lint import DictionaryContext, Finding, lint_all, lint_dictionary
 from hekta_redcap.model import LANGUAGES
+from hekta_redcap.plan import Plan, make_plan
 from hekta_redcap.sandbox.faults import KINDS, Faults
 from hekta_redcap.sandbox.provision import SANDBOX_ENV, provision
 from hekta_redcap.sandbox.server import LOOPBACK, SUPER_TOKEN_FILE, build, running, super_token
@@ -144,6 +149,83 @@ def design(project: str, output: Path, lang: str, root: Path, overlay_dir: Path 
     files = write_design(compile_design(load_project(project, root, overlay_dir), lang), output)
     for file in files:
         click.echo(str(file))
+
+
+@cli.command("plan")
+@project_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_definition_options
+@click.pass_context
+def plan_command(
+    ctx: click.Context, project: str, as_json: bool, root: Path, overlay_dir: Path | None
+) -> None:
+    """Show what push would change in the live project (exit 0: it matches, 2: changes)."""
+    found = _plan(ctx, project, root, overlay_dir)[1]
+    click.echo(
+        json.dumps(found.to_json(), ensure_ascii=False, indent=1) if as_json else found.render()
+    )
+    ctx.exit(2 if found.changes else 0)
+
+
+@cli.command("push")
+@project_option
+@click.option("--allow-data-loss", is_flag=True, help="Apply data-affecting changes too.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Show the plan; write nothing.")
+@click.option(
+    "--bundle",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where a production project's Draft Mode bundle goes (default: out/draft/<project>).",
+)
+@_definition_options
+@click.pass_context
+def push_command(
+    ctx: click.Context,
+    project: str,
+    allow_data_loss: bool,
+    yes: bool,
+    dry_run: bool,
+    bundle: Path | None,
+    root: Path,
+    overlay_dir: Path | None,
+) -> None:
+    """Apply the definitions to the live project, after showing the plan."""
+    client, found = _plan(ctx, project, root, overlay_dir)
+    click.echo(found.render())
+    if not found.changes:
+        return
+    if found.in_production:
+        target = bundle or Path("out/draft") / project
+        write_bundle(found, target)
+        click.echo(
+            f"{project} is in production: REDCap takes dictionary changes only in Draft Mode, "
+            f"so nothing was written to REDCap. The Draft Mode bundle is in {target} "
+            "(the steps are in plan.txt)."
+        )
+        return
+    if found.data_affecting and not allow_data_loss:
+        raise HektaError(
+            f"{len(found.data_affecting)} data-affecting change(s): nothing applied. Once they "
+            "are approved, run push again with --allow-data-loss."
+        )
+    if dry_run:
+        click.echo("Dry run: nothing written.")
+        return
+    if not yes and not click.confirm("Apply these changes to REDCap?", default=False, err=True):
+        raise HektaError("not confirmed: nothing applied")
+    applied = apply_plan(client, found, click.echo)
+    click.echo(f"Done: {', '.join(applied)} applied.")
+
+
+def _plan(
+    ctx: click.Context, project: str, root: Path, overlay_dir: Path | None
+) -> tuple[redcap.Project, Plan]:
+    definitions = load_project(project, root, overlay_dir)
+    client = connect(ctx.obj, project)
+    try:
+        return client, make_plan(client, definitions)
+    except redcap.RedcapError as exc:
+        raise failure(ctx.obj, exc) from None
 
 
 @cli.command("import-dictionary")

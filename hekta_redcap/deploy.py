@@ -1,24 +1,31 @@
 """Deploying the definitions to REDCap: the one module that writes a project's design.
 
-REDCap needs the parts in a fixed order: arms, events, metadata, instrument-event mapping,
-repeating setup. `apply_design` writes all of them through PyCap, so the same code path serves
-a hospital's REDCap and the local REDCap-compatible server.
+`hekta_redcap.plan` works out what differs; this module applies it in REDCap's required order
+(arms, events, metadata, instrument-event mapping, repeating setup) through PyCap, so the same
+code path serves a hospital's REDCap and the local REDCap-compatible server. A production
+project gets a Draft Mode bundle instead, since REDCap refuses metadata changes there.
 
     >>> token = create_project(url, super_token, project)   # a new, empty REDCap project
-    >>> apply_design(redcap.Project(url, token.reveal()), project)
+    >>> client = redcap.Project(url, token.reveal())
+    >>> apply_plan(client, make_plan(client, project))
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import redcap
 import requests
 
 from hekta_redcap.config import Token
-from hekta_redcap.design import compile_design
-from hekta_redcap.dictionary import COLUMNS, compile_project
+from hekta_redcap.design import write_design
+from hekta_redcap.dictionary import COLUMNS, write_csv
 from hekta_redcap.errors import HektaError
+from hekta_redcap.plan import Plan
 from hekta_redcap.study import Project
 
 TIMEOUT = 60  # seconds; project creation and metadata import are the slowest calls
@@ -51,22 +58,112 @@ def create_project(url: str, super_token: Token, project: Project) -> Token:
     return Token(token)
 
 
-def apply_design(client: redcap.Project, project: Project) -> None:
-    """Write arms, events, metadata, mapping and repeating setup, in REDCap's order.
+class PushError(HektaError):
+    """A push that stopped part-way; the message says what was and was not applied."""
 
-    Arms are imported with `override`, which replaces the arms and events a new project starts
-    with; on a project holding data, use `hekta-redcap push` (plan first) instead.
+
+def apply_plan(
+    client: redcap.Project, plan: Plan, progress: Callable[[str], None] = lambda _: None
+) -> list[str]:
+    """Apply a plan's steps in REDCap's order (arms, events, metadata, mapping, repeating);
+    returns the steps applied. Only steps with changes write anything, so applying the plan of
+    a project that already matches makes no write call.
+
+    A step that fails raises `PushError` naming what was applied and what was not; planning
+    and pushing again finishes the job, because each step writes the whole desired state of
+    its part.
     """
-    design = compile_design(project)
-    if design.arms:
-        client.import_arms(design.arms, override=1)
-        client.import_events(design.events)
-    rows = compile_project(project)
-    client.import_metadata([{c: getattr(r, c) for c in COLUMNS} for r in rows])
-    if design.mapping:
-        client.import_instrument_event_mappings(design.mapping)
-    if design.repeating:
-        client.import_repeating_instruments_events(design.repeating)
+    steps = plan.steps
+    done: list[str] = []
+    for i, step in enumerate(steps, 1):
+        progress(f"[{i}/{len(steps)}] {step}: {_describe(plan, step)}")
+        try:
+            _APPLY[step](client, plan)
+        except (redcap.RedcapError, ValueError) as exc:  # RedcapError: any HTTP failure too
+            left = ", ".join(steps[i - 1 :])
+            raise PushError(
+                f"push stopped at {step}: {_short(exc)}. Applied: {', '.join(done) or 'nothing'}; "
+                f"not applied: {left}. Run push again to finish."
+            ) from None
+        done.append(step)
+    return done
+
+
+def _describe(plan: Plan, step: str) -> str:
+    changes = [c for c in plan.changes if c.step == step]
+    counts = Counter(c.action for c in changes)
+    return ", ".join(f"{n} {action}" for action, n in counts.items())
+
+
+def _arms(client: redcap.Project, plan: Plan) -> None:
+    gone = [c.target for c in plan.changes if c.step == "arms" and c.action == "remove"]
+    if plan.design.arms:
+        client.import_arms(plan.design.arms)
+    if gone:
+        client.delete_arms([int(target.removeprefix("arm ")) for target in gone])
+
+
+def _events(client: redcap.Project, plan: Plan) -> None:
+    changed = {c.target for c in plan.changes if c.step == "events" and c.action != "remove"}
+    gone = [c.target for c in plan.changes if c.step == "events" and c.action == "remove"]
+    rows = [e for e in plan.design.events if e["unique_event_name"] in changed]
+    if rows:
+        client.import_events(rows)
+    if gone:
+        client.delete_events(gone)
+
+
+def _metadata(client: redcap.Project, plan: Plan) -> None:
+    client.import_metadata([{c: getattr(r, c) for c in COLUMNS} for r in plan.rows])
+
+
+def _mapping(client: redcap.Project, plan: Plan) -> None:
+    client.import_instrument_event_mappings(plan.design.mapping)
+
+
+def _repeating(client: redcap.Project, plan: Plan) -> None:
+    client.import_repeating_instruments_events(plan.design.repeating)
+
+
+_APPLY: dict[str, Callable[[redcap.Project, Plan], None]] = {
+    "arms": _arms,
+    "events": _events,
+    "metadata": _metadata,
+    "mapping": _mapping,
+    "repeating": _repeating,
+}
+
+
+def write_bundle(plan: Plan, directory: Path) -> list[Path]:
+    """What a person uploads through REDCap's Draft Mode when the project is in production:
+    the data dictionary, the design files and the plan as a readable report."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dictionary = directory / "data_dictionary.csv"
+    write_csv(plan.rows, dictionary)
+    files = [dictionary, *write_design(plan.design, directory)]
+    report = directory / "plan.txt"
+    report.write_text(
+        plan.render() + "\n\n" + DRAFT_MODE_STEPS.format(project=plan.project), encoding="utf-8"
+    )
+    as_json = directory / "plan.json"
+    as_json.write_text(json.dumps(plan.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+    return [*files, report, as_json]
+
+
+DRAFT_MODE_STEPS = """\
+The project {project} is in production, where REDCap accepts dictionary changes only through
+Draft Mode. To apply this plan:
+1. In REDCap, open the project's Online Designer and click "Enter Draft Mode".
+2. Data Dictionary > Upload: choose data_dictionary.csv from this folder.
+3. Review REDCap's list of changes against the plan above; submit the changes for review.
+4. If the plan lists event or mapping changes, apply them in Project Setup > Define My Events
+   and Designate Instruments for My Events (events.csv and instrument_event_mapping.csv).
+Changes marked data-affecting lose collected data or change its meaning: have them approved.
+"""
+
+
+def _short(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _error(response: requests.Response) -> str:

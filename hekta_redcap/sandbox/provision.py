@@ -14,8 +14,8 @@ from pathlib import Path
 import redcap
 
 from hekta_redcap.config import Settings, Token, token_variable
-from hekta_redcap.deploy import apply_design, create_project
-from hekta_redcap.errors import HektaError
+from hekta_redcap.deploy import apply_plan, create_project
+from hekta_redcap.plan import make_plan
 from hekta_redcap.study import Project
 
 SANDBOX_ENV = Path(".env.sandbox")
@@ -34,10 +34,8 @@ def provision(
             tokens[project.name], outcome[project.name] = kept, "kept"
             continue
         token = create_project(url, Token(super_token), project)
-        try:
-            apply_design(redcap.Project(url, token.reveal()), project)
-        except redcap.RedcapError as exc:
-            raise HektaError(f"the sandbox refused the design of '{project.name}': {exc}") from None
+        client = redcap.Project(url, token.reveal())
+        apply_plan(client, make_plan(client, project))
         tokens[project.name], outcome[project.name] = token, "created"
     write_env(env_file, url, tokens, existing)
     return outcome
