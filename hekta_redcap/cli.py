@@ -211,10 +211,18 @@ def push_command(
     if dry_run:
         click.echo("Dry run: nothing written.")
         return
-    if not yes and not click.confirm("Apply these changes to REDCap?", default=False, err=True):
+    if not yes and not _confirmed("Apply these changes to REDCap?"):
         raise HektaError("not confirmed: nothing applied")
     applied = apply_plan(client, found, click.echo)
     click.echo(f"Done: {', '.join(applied)} applied.")
+
+
+def _confirmed(question: str) -> bool:
+    """A yes/no prompt; no answer (no terminal, end of input) counts as no."""
+    try:
+        return click.confirm(question, default=False, err=True)
+    except click.Abort:
+        return False
 
 
 def _plan(
@@ -368,3 +376,47 @@ def sandbox_init(
 def demo_command(output: Path, root: Path, overlay_dir: Path | None) -> None:
     """Run the main job end to end on the local REDCap-compatible server."""
     demo.run(root, overlay_dir, output, click.echo)
+
+
+@cli.command("score")
+@click.argument("form")
+@click.option(
+    "--input",
+    "-i",
+    "input_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV whose columns are the item field names (and sex where a cut-off needs it).",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="CSV file.")
+@click.option("--project", "-p", help="Project of FORM (default: the one that collects it).")
+@_definition_options
+def score_command(
+    form: str,
+    input_file: Path,
+    output: Path | None,
+    project: str | None,
+    root: Path,
+    overlay_dir: Path | None,
+) -> None:
+    """Score FORM's items in a CSV: writes the input columns plus the score columns."""
+    from hekta_redcap.scoring import SPEC_VERSIONS, find_project, score_csv
+
+    loaded = (
+        load_project(project, root, overlay_dir)
+        if project
+        else find_project(form, root, overlay_dir)
+    )
+    result, violations = score_csv(loaded, form, input_file)
+    for v in violations.itertuples():
+        click.echo(
+            f"warning: {Origin(input_file)}: line {v.row}, column {v.field}: '{v.value}' is "
+            f"answered although the skip rule {v.rule} hides it; {v.scores} not computed",
+            err=True,
+        )
+    if output is None:
+        click.echo(result.to_csv(index=False), nl=False)
+    else:
+        result.to_csv(output, index=False)
+    version = result.attrs[SPEC_VERSIONS][form]
+    click.echo(f"scored {len(result)} row(s) of {form} (spec version {version})", err=True)

@@ -52,7 +52,8 @@ class Faults:
     kinds: tuple[str, ...] = KINDS
     seed: int = 0
     delay: float = 2.0
-    contents: frozenset[str] = frozenset()  # only these API contents (empty: every request)
+    # only these calls, as `content` or `content:action` (empty: every request)
+    contents: frozenset[str] = frozenset()
     injected: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -79,9 +80,12 @@ class Faults:
             if seed is not None:
                 self.seed, self._random = seed, random.Random(seed)
 
-    def draw(self, content: str | None = None) -> str | None:
+    def draw(self, call: tuple[str, str] | None = None) -> str | None:
+        """The fault for a request (its content and action), or None."""
         with self._lock:
-            if self.contents and content not in self.contents:
+            if self.contents and not (
+                call and (call[0] in self.contents or ":".join(call) in self.contents)
+            ):
                 return None
             if self.rate <= 0 or self._random.random() >= self.rate:
                 return None
@@ -98,7 +102,7 @@ class FaultInjector:
         self.faults = faults
 
     def __call__(self, environ: dict, start_response):  # type: ignore[no-untyped-def]
-        kind = self.faults.draw(_content(environ) if self.faults.contents else None)
+        kind = self.faults.draw(_call(environ) if self.faults.contents else None)
         if kind == "error":
             return Response(PHP_ERROR_PAGE, 500, content_type="text/html")(environ, start_response)
         if kind == "html":
@@ -118,13 +122,16 @@ class FaultInjector:
         return []
 
 
-def _content(environ: dict) -> str | None:
-    """The API `content` of a form-encoded request, read without consuming its body."""
+def _call(environ: dict) -> tuple[str, str] | None:
+    """The API content and action of a form-encoded request, read without consuming its body."""
     if "urlencoded" not in environ.get("CONTENT_TYPE", ""):
         return None
     body = Request(environ).get_data(cache=True)
     environ["wsgi.input"] = io.BytesIO(body)
-    return parse_qs(body.decode("latin-1")).get("content", [None])[0]
+    params = parse_qs(body.decode("latin-1"))
+    content = params.get("content", [""])[0]
+    action = params.get("action", ["import" if "data" in params else "export"])[0]
+    return content, action
 
 
 def _drop(environ: dict) -> None:
