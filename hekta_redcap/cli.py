@@ -159,8 +159,12 @@ def design(project: str, output: Path, lang: str, root: Path, overlay_dir: Path 
 def plan_command(
     ctx: click.Context, project: str, as_json: bool, root: Path, overlay_dir: Path | None
 ) -> None:
-    """Show what push would change in the live project (exit 0: it matches, 2: changes)."""
-    found = _plan(ctx, project, root, overlay_dir)[1]
+    """Show what push would change in the live project (exit 0: it matches, 2: changes,
+    1: errors)."""
+    try:
+        found = _plan(ctx, project, root, overlay_dir)[1]
+    except HektaError as exc:  # exit 2 means "changes" here, so every error is 1
+        raise HektaError(exc.message, exc.origin) from None
     click.echo(
         json.dumps(found.to_json(), ensure_ascii=False, indent=1) if as_json else found.render()
     )

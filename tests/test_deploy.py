@@ -285,3 +285,13 @@ def test_production_project_gets_a_draft_mode_bundle(
     rows = list(csv.DictReader(text.splitlines()))
     assert development.import_metadata(text, import_format="csv") == len(rows)
     assert "audit_new" in [m["field_name"] for m in development.export_metadata()]
+
+
+def test_plan_errors_exit_1_not_2(sandbox: SandboxServer, tmp_path: Path) -> None:
+    missing = CliRunner().invoke(
+        cli, ["plan", "-p", "hekta"], env={"REDCAP_API_URL": sandbox.url, "REDCAP_TOKEN_HEKTA": ""}
+    )
+    assert missing.exit_code == 1 and "REDCAP_TOKEN_HEKTA is not set" in missing.output
+    unknown = run(sandbox, "F" * 32, "plan", "-p", "hekta")
+    assert unknown.exit_code == 1
+    assert "You do not have permissions to use the API" in unknown.output
