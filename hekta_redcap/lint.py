@@ -970,7 +970,8 @@ def _schedule(report: Report, project: Project, ctx: DictionaryContext) -> None:
 
 
 def _sex_and_codes(report: Report, project: Project, ctx: DictionaryContext) -> None:
-    """The sex coding points at a field with those codes; missing data codes are distinct."""
+    """The sex coding points at a field with those codes; date-order pairs name date fields;
+    missing data codes are distinct."""
     study, fields = project.study, project.field_map()
     if study.sex is not None:
         entry = fields.get(study.sex.field)
@@ -988,6 +989,15 @@ def _sex_and_codes(report: Report, project: Project, ctx: DictionaryContext) -> 
                         f"{label} code '{code}' is not a code of '{study.sex.field}'",
                         study.origin("sex"),
                     )
+    for i, pair in enumerate(study.date_order):
+        for name in (pair.earlier, pair.later):
+            entry = fields.get(name)
+            if entry is None or not (entry[1].validation or "").startswith("date"):
+                report.error(
+                    "date-order",
+                    f"date_order: '{name}' is not a date field",
+                    study.origin("date_order", i),
+                )
     codes = [m.code for m in study.missing_data_codes]
     for i, code in enumerate(codes):
         if codes.count(code) > 1:

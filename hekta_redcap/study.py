@@ -85,6 +85,15 @@ class SexCoding(Node):
     _codes = field_validator("male", "female", mode="before")(lambda v: str(v))
 
 
+class DateOrder(Node):
+    """Two date fields that must be in order where both are filled (validation checks it);
+    `followups_only` limits the check to the schedule's follow-up events."""
+
+    earlier: str
+    later: str
+    followups_only: bool = False
+
+
 class MissingCode(Node):
     code: str
     label: str
@@ -103,6 +112,7 @@ class Study(Node):
     schedule: Schedule | None = None
     sex: SexCoding | None = None
     missing_data_codes: list[MissingCode] = []
+    date_order: list[DateOrder] = []
 
     @property
     def longitudinal(self) -> bool:

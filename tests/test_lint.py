@@ -393,6 +393,20 @@ CASES = [
         anchor="sex: {field: sex",
     ),
     Case(
+        "date-order-field",
+        [
+            (
+                STUDY,
+                "{earlier: consent_date, later: rand_date}",
+                "{earlier: consent_dato, later: rand_date}",
+            )
+        ],
+        "date-order",
+        "'consent_dato' is not a date field",
+        file=STUDY,
+        anchor="{earlier: consent_dato",
+    ),
+    Case(
         "missing-code-clash",
         [(STUDY, "{code: UNK, label: Ukjent}", "{code: '0', label: Ukjent}")],
         "missing-codes",

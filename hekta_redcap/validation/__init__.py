@@ -1,0 +1,160 @@
+"""Validate a REDCap export against the definitions: typed reading, pandera schemas, REDCap's
+data-quality rules and the study's own, and a problem list a study nurse can act on.
+
+    project = load_project("hekta")
+    rows = pd.DataFrame(client.export_records(export_data_access_groups=True))  # PyCap
+    result = validate_records(project, rows)      # result.typed, result.problems
+    write_report(result, Path("out/validation"))  # problems.csv, report.html
+
+`rows` is REDCap's flat record export as text (PyCap's JSON rows, or a CSV read with
+`read_export`). The steps: missing data codes are set aside, the text is validated by pandera
+schemas generated per instrument and event (`schemas`), cast to types (`reading`), and checked by
+REDCap's rules A-I and the study's cross-field rules (`rules`); `problems` turns the findings
+into messages in bokmål and English, one per problem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import redcap
+import requests
+
+from hekta_redcap.config import Settings, token_variable
+from hekta_redcap.connection import connect, failure
+from hekta_redcap.errors import HektaError, Origin
+from hekta_redcap.study import Project
+from hekta_redcap.validation.layout import Layout
+from hekta_redcap.validation.problems import ADVISORY, ERROR, RULES, EntryLinks, assemble
+from hekta_redcap.validation.reading import answers, cast, detect_codes
+from hekta_redcap.validation.report import write_report
+from hekta_redcap.validation.rules import Rules
+from hekta_redcap.validation.schemas import failure_hits, required
+
+__all__ = [
+    "RULES",
+    "EntryLinks",
+    "Result",
+    "Run",
+    "entry_links",
+    "export_records",
+    "read_export",
+    "validate_records",
+    "write_report",
+]
+
+
+@dataclass(frozen=True)
+class Run:
+    """Which validation run a result comes from, for the report."""
+
+    project: str
+    title: str
+    source: str
+    started: dt.datetime
+    today: dt.date
+    rows: int
+    records: int
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass
+class Result:
+    """A validated export: the typed frame (one row per export row) and the problem list
+    (`problems.PROBLEM_COLUMNS`)."""
+
+    project: Project
+    run: Run
+    typed: pd.DataFrame
+    problems: pd.DataFrame
+
+    def count(self, severity: str) -> int:
+        return int((self.problems["severity"] == severity).sum())
+
+    @property
+    def errors(self) -> int:
+        return self.count(ERROR)
+
+    @property
+    def advisories(self) -> int:
+        return self.count(ADVISORY)
+
+
+def validate_records(
+    project: Project,
+    rows: pd.DataFrame,
+    *,
+    links: EntryLinks | None = None,
+    today: dt.date | None = None,
+    source: str = "export",
+) -> Result:
+    """Validate a flat export of `project` (see the module docstring). `today` is the date
+    that `today` bounds and logic mean (default: the day of the run); `links` makes each
+    problem link to the record's data entry page. Raises `HektaError` when the export does not
+    fit the definitions (unknown or absent columns, duplicate rows)."""
+    started = dt.datetime.now().replace(microsecond=0)
+    today = today or started.date()
+    layout = Layout(project, rows)
+    coded = detect_codes(layout)
+    text = answers(layout, coded)
+    rules = Rules(layout, coded, today)
+    due = {
+        spec.field.name: rules.answer(spec)
+        for form in project.forms
+        for spec in required(layout, form)
+    }
+    found = [failure_hits(layout, text, due, today)]
+    typed = cast(layout, text)
+    found += rules.all(typed)
+    problems = assemble(layout, pd.concat(found, ignore_index=True), links)
+    run = Run(
+        project.name,
+        project.study.title,
+        source,
+        started,
+        today,
+        len(layout.raw),
+        layout.record.nunique(),
+    )
+    return Result(project, run, typed, problems)
+
+
+def read_export(file: Path) -> pd.DataFrame:
+    """A CSV record export (REDCap's raw, flat format) as text, nothing guessed."""
+    try:
+        return pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise HektaError("file not found", Origin(file)) from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise HektaError(f"cannot read the export: {exc}", Origin(file)) from None
+
+
+def export_records(settings: Settings, project: Project) -> pd.DataFrame:
+    """The live project's flat record export (raw codes, with data access groups)."""
+    client = connect(settings, project.name)
+    try:
+        records = client.export_records(export_data_access_groups=True, event_name="unique")
+    except (redcap.RedcapError, requests.RequestException) as exc:
+        raise failure(settings, exc) from None
+    return pd.DataFrame(records)
+
+
+def entry_links(settings: Settings, project: Project) -> EntryLinks | None:
+    """What links to the data entry pages need, from the live project; None when the
+    project's URL and token are not configured."""
+    if not settings.get("REDCAP_API_URL") or not settings.get(token_variable(project.name)):
+        return None
+    client = connect(settings, project.name)
+    try:
+        info = client.export_project_info()
+        events = client.export_events() if project.study.longitudinal else []
+        version = client.export_version()
+    except (redcap.RedcapError, requests.RequestException) as exc:
+        raise failure(settings, exc) from None
+    event_ids = {e["unique_event_name"]: int(e["event_id"]) for e in events if "event_id" in e}
+    base = settings.api_url.removesuffix("api/")
+    return EntryLinks(base, str(version or ""), int(info["project_id"]), event_ids)

@@ -1,0 +1,388 @@
+"""The problem list a study nurse acts on: one row per problem, in bokmål and English.
+
+Each problem names the record, event, repeat instance, instrument and field, the stored value
+(blank for identifier fields, whose values never leave REDCap through a report), the rule, its
+severity, a plain-language message in both languages built from the field labels in the
+definitions, the record's data access group, and a link to the record's data entry page.
+
+A cell is listed once, for the most specific rule it breaks (`RULES` is in that order): a
+non-zero answer the skip rule hides is a skip violation, not also a hidden value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+
+from hekta_redcap import logic
+from hekta_redcap.fieldtypes import checkbox_column
+from hekta_redcap.validation.layout import Layout, Spec
+from hekta_redcap.validation.reading import codes_of, validation_of
+from hekta_redcap.validation.schemas import exclusive_codes
+
+PROBLEM_COLUMNS = (
+    "record",
+    "event",
+    "instance",
+    "instrument",
+    "field",
+    "value",
+    "rule",
+    "severity",
+    "message_nb",
+    "message_en",
+    "dag",
+    "link",
+)
+ERROR, ADVISORY = "error", "advisory"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule's severity, what it finds (for the report's counts) and its message in bokmål
+    and English (placeholders filled by `Message`)."""
+
+    severity: str
+    finds: tuple[str, str]
+    message: tuple[str, str]
+
+
+# In order of precedence: a cell breaking several rules is listed for the first.
+RULES: dict[str, Rule] = {
+    "skip-violation": Rule(
+        ERROR,
+        ("Svar som hoppregelen skjuler", "Answer the skip rule hides"),
+        (
+            "{label} har svaret {value}, men skal hoppes over når {reason}: "
+            "rett svaret eller slett det.",
+            "{label} has the answer {value} but is skipped when {reason}: "
+            "correct the answer or delete it.",
+        ),
+    ),
+    "hidden-value": Rule(
+        ERROR,
+        ("Skjult felt med verdi", "Hidden field holding a value"),
+        (
+            "{label} skal være skjult etter svarene på skjemaet, men har en verdi: "
+            "slett verdien eller rett svaret som skjuler feltet.",
+            "{label} should be hidden by the answers on the form but holds a value: "
+            "delete it or correct the answer that hides it.",
+        ),
+    ),
+    "missing-code": Rule(
+        ADVISORY,
+        ("Kode for manglende data", "Missing data code"),
+        (
+            "{label} har koden for manglende data {code} ({meaning}): sjekk om svaret kan skaffes.",
+            "{label} holds the missing data code {code} ({meaning}): "
+            "check whether the answer can be obtained.",
+        ),
+    ),
+    "type": Rule(
+        ERROR,
+        ("Feil format", "Wrong format"),
+        ("{the_value} er ikke {kind} for {label}.", "{the_value} is not {kind} for {label}."),
+    ),
+    "choice": Rule(
+        ERROR,
+        ("Ugyldig svaralternativ", "Invalid answer option"),
+        (
+            "{the_value} er ikke et av svaralternativene for {label} (gyldige koder: {codes}).",
+            "{the_value} is not one of the answer options for {label} (valid codes: {codes}).",
+        ),
+    ),
+    "range": Rule(
+        ERROR,
+        ("Utenfor tillatt område", "Out of range"),
+        (
+            "{the_value} er {side} {bound} for {label}.",
+            "{the_value} is {side} {bound} for {label}.",
+        ),
+    ),
+    "calc-mismatch": Rule(
+        ERROR,
+        ("Beregning stemmer ikke", "Calculation differs"),
+        (
+            "Lagret verdi{stored} for {label} stemmer ikke med beregningen ({expected}): "
+            "åpne skjemaet og lagre det på nytt.",
+            "The stored value{stored} of {label} differs from its calculation ({expected}): "
+            "open the form and save it again.",
+        ),
+    ),
+    "required": Rule(
+        ERROR,
+        ("Påkrevd felt er tomt", "Required field blank"),
+        ("{label} må fylles ut, men er tomt.", "{label} is required but blank."),
+    ),
+    "date-order": Rule(
+        ERROR,
+        ("Datoer i feil rekkefølge", "Dates out of order"),
+        (
+            "{label}{when} er før {other_label}{other_when}: sjekk begge datoene.",
+            "{label}{when} is before {other_label}{other_when}: check both dates.",
+        ),
+    ),
+    "blank": Rule(
+        ADVISORY,
+        ("Tomt felt", "Blank field"),
+        ("{label} er tomt.", "{label} is blank."),
+    ),
+    "outlier": Rule(
+        ADVISORY,
+        ("Uvanlig verdi", "Unusual value"),
+        (
+            "{the_value} for {label} er langt fra gjennomsnittet {mean} "
+            "(mer enn 2 standardavvik): sjekk at den er riktig.",
+            "{the_value} for {label} is far from the mean {mean} "
+            "(more than 2 standard deviations): check that it is right.",
+        ),
+    ),
+}
+# A checkbox's exclusive option (@NONEOFTHEABOVE) ticked together with another ("choice").
+EXCLUSIVE = (
+    "{label}: {option} kan ikke krysses av sammen med andre svar (avkrysset: {value}).",
+    "{label}: {option} cannot be ticked together with other answers (ticked: {value}).",
+)
+LANGS = ("nb", "en")
+_WORDS = {
+    "the_value": ("Verdien", "The value"),
+    "blank": ("tom", "blank"),
+    "max": ("over maks", "above the maximum"),
+    "min": ("under min", "below the minimum"),
+    "max-date": ("etter siste tillatte dato", "after the latest allowed date"),
+    "min-date": ("før første tillatte dato", "before the earliest allowed date"),
+    "today": ("i dag", "today"),
+    "and": ("og", "and"),
+    "or": ("eller", "or"),
+    "is": ("er", "is"),
+}
+# REDCap's own labels for its built-in choices (not in the definitions).
+_BUILT_IN = {
+    "yesno": {"1": ("Ja", "Yes"), "0": ("Nei", "No")},
+    "truefalse": {"1": ("Sant", "True"), "0": ("Usant", "False")},
+}
+_KINDS = {
+    "date": ("en gyldig dato", "a valid date"),
+    "datetime": ("en gyldig dato og tid", "a valid date and time"),
+    "time": ("et gyldig klokkeslett", "a valid time"),
+    "integer": ("et heltall", "a whole number"),
+    "number": ("et tall", "a number"),
+    "email": ("en gyldig e-postadresse", "a valid e-mail address"),
+}
+_DISPLAY_ORDER = {"dmy": (2, 1, 0), "mdy": (1, 2, 0)}
+_STORED_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(.*)")
+
+
+@dataclass(frozen=True)
+class EntryLinks:
+    """What a link to REDCap's data entry page needs: the base URL (the API URL without
+    `api/`), REDCap's version, the project id and each event's id."""
+
+    base: str
+    version: str
+    project_id: int
+    event_ids: dict[str, int]
+
+    def url(self, record: str, event: str, form: str, instance: str) -> str:
+        query: dict[str, object] = {"pid": self.project_id, "id": record}
+        if event in self.event_ids:
+            query["event_id"] = self.event_ids[event]
+        query["page"] = form
+        if instance:
+            query["instance"] = instance
+        return f"{self.base}redcap_v{self.version}/DataEntry/index.php?{urlencode(query)}"
+
+
+def assemble(layout: Layout, hits: pd.DataFrame, links: EntryLinks | None) -> pd.DataFrame:
+    """The problem list from the rules' hits: one per cell, sorted by data access group,
+    record, event, instance and field. Messages and links are made once per distinct text."""
+    if hits.empty:
+        return pd.DataFrame(columns=PROBLEM_COLUMNS)
+    rank = {rule: i for i, rule in enumerate(RULES)}
+    hits = hits.assign(rank=hits["rule"].map(rank)).reset_index(drop=True)
+    best = hits.groupby(["row", "field"])["rank"].transform("min")
+    hits = hits[hits["rank"] == best].drop_duplicates(["row", "column", "rule"])
+    rows = hits["row"].to_numpy()
+    first_row = layout.record.drop_duplicates()
+    first_row = pd.Series(first_row.index, index=first_row.to_numpy())
+    columns = zip(hits["column"], hits["field"], strict=True)
+    spec = [layout.specs.get(column) or layout.field_spec(field) for column, field in columns]
+    hits = hits.assign(
+        record=layout.record.to_numpy()[rows],
+        event=layout.event.to_numpy()[rows],
+        instance=layout.instance.to_numpy()[rows],
+        dag=layout.dag.to_numpy()[rows],
+        instrument=[s.form for s in spec],
+        spec=spec,
+        context=_context(layout, hits),
+        record_order=layout.record.iloc[rows].map(first_row).to_numpy(),
+        field_order=hits["field"].map({name: i for i, name in enumerate(layout.fields)}),
+    ).sort_values(["dag", "record_order", "row", "field_order", "rank", "column"])
+    texts = _once(
+        hits,
+        ["rule", "column", "field", "value", "detail", "other", "context"],
+        lambda hit: [Message(layout, hit.spec, hit).text(lang) for lang in LANGS],
+    )
+    page = ["record", "event", "instrument", "instance"]
+    url = (
+        _once(hits, page, lambda hit: [links.url(*(getattr(hit, k) for k in page))])
+        if links
+        else None
+    )
+    identifier = np.array([s.field.identifier for s in hits["spec"]], dtype=bool)
+    problems = hits.assign(
+        value=np.where(identifier, "", hits["value"]),
+        severity=hits["rule"].map({rule: r.severity for rule, r in RULES.items()}),
+        message_nb=texts[0],
+        message_en=texts[1],
+        link=url[0] if url is not None else "",
+    )
+    return problems[list(PROBLEM_COLUMNS)].reset_index(drop=True)
+
+
+def _once(
+    hits: pd.DataFrame, keys: list[str], make: Callable[[Any], list[str]]
+) -> list[np.ndarray]:
+    """`make` called once per distinct combination of `keys`, spread back over the hits."""
+    group = hits.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    first = hits[~pd.Series(group).duplicated().to_numpy()]
+    made = [make(hit) for hit in first.itertuples(index=False)]
+    order = np.argsort(pd.Series(group).drop_duplicates().to_numpy())
+    return [np.array([m[i] for m in made], dtype=object)[order][group] for i in range(len(made[0]))]
+
+
+def _context(layout: Layout, hits: pd.DataFrame) -> np.ndarray:
+    """What else a message reads from the row: the answers a skip rule's condition names."""
+    context = np.full(len(hits), "", dtype=object)
+    skips = (hits["rule"] == "skip-violation").to_numpy()
+    for i in np.flatnonzero(skips):
+        refs = logic.references(logic.parse(hits["detail"].iat[i]))
+        row = hits["row"].iat[i]
+        context[i] = "\x1f".join(_stored(layout, ref, row) for ref in refs if ref.field)
+    return context
+
+
+def _stored(layout: Layout, ref: logic.Ref, row: int) -> str:
+    """What a reference to the row's own field holds (a checkbox option: 1 or 0)."""
+    assert ref.field is not None
+    if ref.code is None:
+        return layout.raw[ref.field].iat[row]
+    return "1" if layout.raw[checkbox_column(ref.field, ref.code)].iat[row] == "1" else "0"
+
+
+class Message:
+    """The plain-language text of one problem in each language."""
+
+    def __init__(self, layout: Layout, spec: Spec, hit: Any) -> None:
+        self.layout, self.spec, self.hit = layout, spec, hit
+
+    def text(self, lang: str) -> str:
+        i = LANGS.index(lang)
+        words = {key: pair[i] for key, pair in _WORDS.items()}
+        hit, spec = self.hit, self.spec
+        value = self.shown(spec, hit.value, i)
+        fill = {
+            "label": self.label(spec, i, option=hit.column != spec.field.name),
+            "value": value,
+            "the_value": words["the_value"] + (f" {value}" if value else ""),
+        }
+        match hit.rule:
+            case "type":
+                fill["kind"] = self.kind(i)
+            case "range":
+                bound = spec.field.max if hit.detail == "max" else spec.field.min
+                shown = words["today"] if bound in ("today", "now") else self.shown(spec, bound, i)
+                if (validation_of(spec) or "").startswith("date"):
+                    fill |= {"side": words[f"{hit.detail}-date"], "bound": f"({shown or bound})"}
+                else:
+                    fill |= {"side": words[hit.detail], "bound": shown or str(bound)}
+            case "choice" if hit.detail == "exclusive":
+                choices = spec.instrument.choices_of(spec.field)
+                alone = [c for c in choices if c.code in exclusive_codes(spec)]
+                quote = "«{}»" if i == 0 else "“{}”"
+                names = [quote.format(spec.instrument.choice_label(c, LANGS[i])) for c in alone]
+                fill["option"] = f" {words['or']} ".join(names)
+                return EXCLUSIVE[i].format_map(fill)
+            case "choice":
+                fill["codes"] = ", ".join(codes_of(spec) or [])
+            case "calc-mismatch":
+                blank = "" if hit.value else f" ({words['blank']})"
+                fill["stored"] = f" {value}" if value else blank
+                fill["expected"] = hit.other or words["blank"]
+            case "missing-code":
+                names = {m.code: m.label for m in self.layout.study.missing_data_codes}
+                fill["code"] = hit.value
+                fill["meaning"] = ", ".join(names.get(c, c) for c in hit.value.split(","))
+            case "date-order":
+                other = self.layout.field_spec(hit.detail)
+                other_value = self.shown(other, hit.other, i)
+                fill |= {
+                    "when": f" ({value})" if value else "",
+                    "other_label": self.label(other, i),
+                    "other_when": f" ({other_value})" if other_value else "",
+                }
+            case "skip-violation":
+                fill["reason"] = self.reason(hit.detail, i, words)
+            case "outlier":
+                fill["mean"] = hit.other
+        return RULES[hit.rule].message[i].format_map(fill)
+
+    @staticmethod
+    def label(spec: Spec, i: int, option: bool = False) -> str:
+        """A field's label in quotes; a checkbox option's with the option's label."""
+        lang = LANGS[i]
+        text = spec.instrument.label_of(spec.field, lang)
+        if option and spec.code is not None:
+            choice = next(c for c in spec.instrument.choices_of(spec.field) if c.code == spec.code)
+            text = f"{text}: {spec.instrument.choice_label(choice, lang)}"
+        return f"«{text}»" if lang == "nb" else f"“{text}”"
+
+    @staticmethod
+    def shown(spec: Spec, value: str, i: int) -> str:
+        """A stored value as a person sees it: dates in the field's display order, choices with
+        their label; nothing for an identifier field."""
+        if spec.field.identifier or not value:
+            return ""
+        validation = validation_of(spec) or ""
+        order = _DISPLAY_ORDER.get(validation.rpartition("_")[2])
+        match = _STORED_DATE.fullmatch(value)
+        if validation.startswith("date") and order and match:
+            parts = match.groups()
+            return "-".join(parts[j] for j in order) + parts[3]
+        labels = _BUILT_IN.get(spec.field.type, {})
+        if value in labels:
+            return f"{value} ({labels[value][i]})"
+        if spec.field.type in ("radio", "dropdown"):
+            for choice in spec.instrument.choices_of(spec.field):
+                if choice.code == value and choice.label is not None:
+                    return f"{value} ({spec.instrument.choice_label(choice, LANGS[i])})"
+        return value
+
+    def kind(self, i: int) -> str:
+        """What the field's validation expects, in words."""
+        validation = validation_of(self.spec) or ""
+        places = re.fullmatch(r"number_(\d)dp(_comma_decimal)?", validation)
+        if places:
+            n = places.group(1)
+            return (f"et tall med {n} desimal(er)", f"a number with {n} decimal place(s)")[i]
+        families = ("datetime", "date", "time", "number")
+        family = next((f for f in families if validation.startswith(f)), validation)
+        return _KINDS.get(family, (f"gyldig for {validation}", f"valid for {validation}"))[i]
+
+    def reason(self, when: str, i: int, words: dict[str, str]) -> str:
+        """A skip rule's condition as this row's answers: «Item 1» er «0 (Aldri)»."""
+        parts = []
+        for ref in dict.fromkeys(logic.references(logic.parse(when))):
+            if ref.field is None:
+                continue
+            spec = self.layout.field_spec(ref.field)
+            stored = _stored(self.layout, ref, self.hit.row)
+            shown = self.shown(spec, stored, i) or words["blank"]
+            parts.append(f"{self.label(spec, i)} {words['is']} {shown}")
+        return f" {words['and']} ".join(parts)

@@ -1,0 +1,269 @@
+"""REDCap's data-quality rules and the study's cross-field rules, over a whole export at once.
+
+REDCap's rules A-I: (A) blank values in fields not hidden by branching, (B) blank required
+fields, (C) wrong type, (D) out of range, (E) outliers, (F) hidden fields holding values,
+(G) invalid choice values, (H) stored calculations that differ from their formula, (I) fields
+holding missing data codes. B, C, D and G are the pandera schemas' (`schemas`); the rest are here,
+with branching logic and calculations evaluated by the vectorised REDCap logic evaluator.
+
+Conventions where REDCap says nothing:
+
+* A field is checked only on rows that hold its form (instrument-event mapping, repeat rows of
+  their own form only). A form never started (status blank or 0 and no value) is not checked
+  for blanks; neither are fields a person does not enter (calculations, @HIDDEN, @READONLY).
+* A lists blanks in fields that are not required; a required one is B's, listed once.
+* A missing data code is an answer: it is neither blank nor a wrong value, and is listed (I).
+* E flags values more than 2 sample standard deviations from the field's mean over every row
+  that holds its form (all events), as REDCap does; it needs 3 values and some spread.
+* H compares numerically with a tolerance of 1e-6 (absolute and relative): REDCap stores
+  calculations at a precision of its own. A blank result and a stored value (or the reverse)
+  differ.
+* F does not apply to calculations, which REDCap keeps computing whatever branching says.
+
+The study's rules: dates in order (the study file's `date_order`, read with invalid dates and
+missing data codes as blank, so that each wrong date is listed once, as a wrong type), and
+skip-rule violations: a non-zero answer to an item that a scoring block's `structural_zeros`
+says the skip rule hides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from hekta_redcap.logic_frame import truth
+from hekta_redcap.validation.layout import Layout, Spec
+from hekta_redcap.validation.schemas import HIT_COLUMNS, entered
+
+TOLERANCE = 1e-6
+OUTLIER_SD = 2.0
+
+
+def hits(
+    rule: str,
+    mask: pd.Series,
+    spec: Spec,
+    value: pd.Series | str = "",
+    *,
+    detail: str = "",
+    other: pd.Series | str = "",
+) -> pd.DataFrame:
+    """One hit per row of `mask` for a field (values and `other` as Series or one text)."""
+    rows = mask.index[mask.to_numpy(dtype=bool)]
+
+    def pick(v: pd.Series | str) -> object:
+        return v.loc[rows].to_numpy() if isinstance(v, pd.Series) else v
+
+    return pd.DataFrame(
+        {
+            "row": rows,
+            "column": spec.field.name,
+            "field": spec.field.name,
+            "rule": rule,
+            "value": pick(value),
+            "detail": detail,
+            "other": pick(other),
+        },
+        columns=HIT_COLUMNS,
+    )
+
+
+class Rules:
+    """The rules over one export (`coded`: per field, the rows holding a missing data code)."""
+
+    def __init__(self, layout: Layout, coded: pd.DataFrame, today: dt.date) -> None:
+        self.layout, self.coded, self.today = layout, coded, today
+        self.raw = layout.raw
+        self._visible: dict[tuple[str, str], pd.Series] = {}
+
+    def all(self, typed: pd.DataFrame) -> list[pd.DataFrame]:
+        """Every rule's hits; `typed` is the cast frame."""
+        return [
+            *self.blanks(),
+            *self.hidden_values(),
+            *self.calculations(),
+            *self.missing_codes(),
+            *self.outliers(typed),
+            *self.date_order(typed),
+            *self.skip_violations(),
+        ]
+
+    # -- what each field's rows look like ---------------------------------------------------
+
+    @cached_property
+    def fields(self) -> list[Spec]:
+        """One spec per field (a checkbox's first option stands for the field)."""
+        return [specs[0] for specs in self.layout.fields.values()]
+
+    def shown(self, spec: Spec) -> pd.Series:
+        """Rows holding the field's form where branching shows it."""
+        applies = self.layout.applies(spec.form)
+        logic = spec.field.branching
+        if not logic:
+            return applies
+        key = (spec.form, logic)
+        if key not in self._visible:
+            result = self.layout.evaluate(spec.form, logic, applies, today=self.today)
+            shown = truth(result).reindex(self.raw.index, fill_value=False)
+            self._visible[key] = shown
+        return self._visible[key]
+
+    def coded_rows(self, spec: Spec) -> pd.Series:
+        name = spec.field.name
+        return self.coded[name] if name in self.coded else pd.Series(False, self.raw.index)
+
+    def value(self, spec: Spec, missing_codes: bool = False) -> pd.Series:
+        """The stored answer as text: a checkbox's ticked codes joined by commas (its ticked
+        missing data codes with `missing_codes`)."""
+        if not spec.option:
+            return self.raw[spec.field.name]
+        options = self.layout.fields[spec.field.name]
+        ticked = [
+            np.where(self.raw[s.column] == "1", s.code, "")
+            for s in options
+            if s.missing_code == missing_codes
+        ]
+        joined = [",".join(filter(None, codes)) for codes in zip(*ticked, strict=True)]
+        return pd.Series(joined, index=self.raw.index, dtype=str)
+
+    def has_value(self, spec: Spec) -> pd.Series:
+        return self.layout.filled(spec.field.name)
+
+    def due(self, spec: Spec) -> pd.Series:
+        """Rows where an answer is due: shown, on a started form, not a missing data code."""
+        return self.shown(spec) & self.layout.started(spec.form) & ~self.coded_rows(spec)
+
+    def answer(self, spec: Spec) -> pd.Series:
+        """The answer where one is due (NA when blank), "" where none is: what the schemas'
+        `answer:<field>` columns hold."""
+        value = self.value(spec).mask(~self.has_value(spec))
+        return value.where(self.due(spec), "")
+
+    # -- REDCap's rules ---------------------------------------------------------------------
+
+    def blanks(self) -> list[pd.DataFrame]:
+        """A: blank, not required, shown, on a started form."""
+        return [
+            hits("blank", self.due(spec) & ~self.has_value(spec), spec)
+            for spec in self.fields
+            if entered(spec) and not spec.field.required
+        ]
+
+    def hidden_values(self) -> list[pd.DataFrame]:
+        """F: a value in a field that branching hides."""
+        found = []
+        for spec in self.fields:
+            if spec.field.branching and spec.field.type != "calc":
+                hidden = self.layout.applies(spec.form) & ~self.shown(spec)
+                mask = hidden & self.has_value(spec)
+                found.append(hits("hidden-value", mask, spec, self.value(spec)))
+        return found
+
+    def calculations(self) -> list[pd.DataFrame]:
+        """H: a stored calculation that is not what its formula gives."""
+        found = []
+        for spec in self.fields:
+            if spec.field.type != "calc" or not spec.field.calc:
+                continue
+            rows = self.shown(spec) & self.layout.started(spec.form)
+            result = self.layout.evaluate(spec.form, spec.field.calc, rows, today=self.today)
+            expected = pd.to_numeric(result.mask(result.eq("")), errors="coerce").astype(float)
+            stored = self.raw[spec.field.name].loc[result.index]
+            blank = ~self.has_value(spec).loc[result.index]
+            number = pd.to_numeric(stored.mask(blank), errors="coerce").astype(float)
+            close = np.isclose(number, expected, rtol=TOLERANCE, atol=TOLERANCE)
+            differs = (expected.isna() != blank) | (expected.notna() & ~close)
+            other = expected[differs].map(lambda x: "" if np.isnan(x) else f"{x:.10g}")
+            found.append(hits("calc-mismatch", differs, spec, stored, other=other))
+        return found
+
+    def missing_codes(self) -> list[pd.DataFrame]:
+        """I: a field holding one of the project's missing data codes."""
+        found = []
+        for spec in self.fields:
+            if spec.field.name in self.coded:
+                mask = self.coded_rows(spec) & self.layout.applies(spec.form)
+                value = self.value(spec, missing_codes=True)
+                found.append(hits("missing-code", mask, spec, value))
+        return found
+
+    def outliers(self, typed: pd.DataFrame) -> list[pd.DataFrame]:
+        """E: numeric values more than 2 SD from the field's mean (advisory)."""
+        found = []
+        for spec in self.fields:
+            column = typed.get(spec.field.name)
+            if column is None or column.dtype.kind not in "iuf":
+                continue
+            numbers = column.astype("Float64").where(self.layout.applies(spec.form))
+            numbers = pd.Series(numbers.to_numpy(dtype=float, na_value=np.nan), self.raw.index)
+            if numbers.count() < 3:
+                continue
+            mean, sd = numbers.mean(), numbers.std()
+            if not sd > 0:
+                continue
+            mask = (numbers - mean).abs() > OUTLIER_SD * sd
+            found.append(
+                hits("outlier", mask, spec, self.raw[spec.field.name], other=f"{mean:.4g}")
+            )
+        return found
+
+    # -- the study's rules ------------------------------------------------------------------
+
+    def date_order(self, typed: pd.DataFrame) -> list[pd.DataFrame]:
+        """Dates that should follow each other but do not (reported on the later one)."""
+        layout, today, found = self.layout, self.today, []
+        schedule = layout.study.schedule
+        followups = [f.event for f in schedule.followups] if schedule else []
+        for pair in layout.study.date_order:
+            earlier, later, followups_only = pair.earlier, pair.later, pair.followups_only
+            if earlier not in layout.fields or later not in layout.fields:
+                continue
+            spec = layout.field_spec(later)
+            source = typed[[earlier, later]].notna()
+            source = self.raw[[earlier, later]].where(source, "")
+            rows = layout.applies(spec.form) & (source[later] != "")
+            if followups_only:
+                rows &= layout.event.isin(followups)
+            for event in layout.event[rows].unique():
+                reference = self._reference(earlier, spec.form, event)
+                if reference is None:
+                    continue
+                at_event = rows & (layout.event == event)
+                logic = f"{reference} > [{later}]"
+                wrong = layout.evaluate(spec.form, logic, at_event, today=today, source=source)
+                mask = truth(wrong).reindex(self.raw.index, fill_value=False)
+                other = layout.evaluate(spec.form, reference, mask, today=today, source=source)
+                value = self.raw[later]
+                found.append(hits("date-order", mask, spec, value, detail=earlier, other=other))
+        return found
+
+    def _reference(self, field: str, form: str, event: str) -> str | None:
+        """`[field]` when its form is at `event`, `[its event][field]` when it has one event."""
+        layout = self.layout
+        other = layout.field_spec(field).form
+        events = layout.project.events_of(other) if layout.study.longitudinal else [""]
+        if event in events and not (layout.repeating(other) and other != form):
+            return f"[{field}]"
+        return f"[{events[0]}][{field}]" if len(events) == 1 and events[0] else None
+
+    def skip_violations(self) -> list[pd.DataFrame]:
+        """A non-zero answer to an item that a skip rule (`structural_zeros`) hides."""
+        layout, found = self.layout, []
+        for form, instrument in layout.project.instruments.items():
+            scores = instrument.scoring.scores if instrument.scoring else []
+            hides: dict[str, dict[str, None]] = {}  # condition -> items (scores share some)
+            for zero in (z for score in scores for z in score.structural_zeros):
+                hides.setdefault(zero.when, {}).update(dict.fromkeys(zero.items))
+            for when, items in hides.items():
+                rows = layout.applies(form) & layout.started(form)
+                hidden = truth(layout.evaluate(form, when, rows, today=self.today))
+                hidden = hidden.reindex(self.raw.index, fill_value=False)
+                for item in items:
+                    spec = layout.field_spec(item)
+                    value = self.raw[item]
+                    mask = hidden & ~value.isin(["", "0"]) & ~self.coded_rows(spec)
+                    found.append(hits("skip-violation", mask, spec, value, detail=when))
+        return found
