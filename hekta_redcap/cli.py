@@ -424,3 +424,54 @@ def score_command(
         result.to_csv(output, index=False)
     version = result.attrs[SPEC_VERSIONS][form]
     click.echo(f"scored {len(result)} row(s) of {form} (spec version {version})", err=True)
+
+
+@cli.command("validate")
+@project_option
+@click.option(
+    "--input",
+    "-i",
+    "input_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A CSV record export (default: export from the live project).",
+)
+@click.option(
+    "--report",
+    "-r",
+    "report_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for problems.csv and report.html.",
+)
+@_definition_options
+@click.pass_context
+def validate_command(
+    ctx: click.Context,
+    project: str,
+    input_file: Path | None,
+    report_dir: Path,
+    root: Path,
+    overlay_dir: Path | None,
+) -> None:
+    """Validate records against the definitions and REDCap's data-quality rules; write a
+    report. Exit 0 when no errors are found (advisory notes alone do not count), 1 when errors
+    are found, 2 on usage or connection errors. Links to REDCap need the project's URL and
+    token, also with --input."""
+    from hekta_redcap import validation
+    from hekta_redcap.validation.report import summary
+
+    settings: Settings = ctx.obj
+    try:
+        loaded = load_project(project, root, overlay_dir)
+        if input_file is None:
+            rows, source = validation.export_records(settings, loaded), settings.api_url
+        else:
+            rows, source = validation.read_export(input_file), str(input_file)
+        links = validation.entry_links(settings, loaded)
+        result = validation.validate_records(loaded, rows, links=links, source=source)
+    except HektaError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(2)
+    _, page = validation.write_report(result, report_dir)
+    click.echo(f"{summary(result.problems)}; report: {page}")
+    ctx.exit(1 if result.errors else 0)
