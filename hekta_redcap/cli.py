@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -475,3 +476,59 @@ def validate_command(
     _, page = validation.write_report(result, report_dir)
     click.echo(f"{summary(result.problems)}; report: {page}")
     ctx.exit(1 if result.errors else 0)
+
+
+def _log_lines() -> None:
+    """Structured log lines on stderr (`ts=… key=value …`): counts and record ids only."""
+    logging.basicConfig(
+        level=logging.INFO, format="ts=%(asctime)s %(message)s", stream=sys.stderr, force=True
+    )
+
+
+@cli.command("sync")
+@project_option
+@click.option("--full", is_flag=True, help="Pull every record (default: only what changed).")
+@click.pass_context
+def sync_command(ctx: click.Context, project: str, full: bool) -> None:
+    """Pull what changed in REDCap into the local store (HEKTA_STORE) and print one line."""
+    from hekta_redcap import sync
+
+    _log_lines()
+    click.echo(sync.run(ctx.obj, project, full=full).summary())
+
+
+@cli.command("daemon")
+@project_option
+@click.option("--once", is_flag=True, help="Run one cycle (sync, then validation) and stop.")
+@click.option(
+    "--reports",
+    default=Path("var/reports"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where validation writes its reports.",
+)
+@_definition_options
+@click.pass_context
+def daemon_command(
+    ctx: click.Context,
+    project: str,
+    once: bool,
+    reports: Path,
+    root: Path,
+    overlay_dir: Path | None,
+) -> None:
+    """Sync, then validate, each on its interval, until SIGTERM or Ctrl-C (one per project)."""
+    from hekta_redcap.daemon import run_daemon
+
+    _log_lines()
+    run_daemon(ctx.obj, load_project(project, root, overlay_dir), once=once, reports=reports)
+
+
+@cli.command("status")
+@project_option
+@click.pass_context
+def status_command(ctx: click.Context, project: str) -> None:
+    """The last sync runs, the lag, the open problem count and whether the daemon is alive."""
+    from hekta_redcap.daemon import status
+
+    click.echo(status(ctx.obj, project).render(project))

@@ -1,0 +1,243 @@
+"""The daemon: sync, then validation (and, once they land, follow-up and reminders), each on
+its own interval, for years, unattended.
+
+One daemon per project at a time: a lock file beside the store says who runs, and a lock
+whose process is gone (or whose heartbeat stopped long ago) is taken over. SIGTERM or SIGINT
+stops the loop after the step that is running, so a step is never cut short by a shutdown.
+
+    >>> run_daemon(Settings.load(), load_project("hekta"), once=True)   # one cycle
+
+Intervals come from the settings `HEKTA_SYNC_MINUTES` (default 15) and
+`HEKTA_VALIDATE_MINUTES` (default 60).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import schedule
+
+from hekta_redcap import sync
+from hekta_redcap.config import Settings
+from hekta_redcap.errors import HektaError
+from hekta_redcap.store import Store, now
+from hekta_redcap.study import Project
+from hekta_redcap.validation import entry_links, validate_records, write_report
+
+logger = logging.getLogger("hekta_redcap.daemon")
+
+STALE_AFTER = dt.timedelta(minutes=30)  # a lock whose heartbeat is older is abandoned
+TICK_SECONDS = 1.0
+BEAT_EVERY = dt.timedelta(seconds=30)  # heartbeat while idle
+ALIVE_WITHIN = dt.timedelta(minutes=2)
+INTERVALS = {"sync": ("HEKTA_SYNC_MINUTES", 15), "validate": ("HEKTA_VALIDATE_MINUTES", 60)}
+
+
+def daemon_name(project: str) -> str:
+    return f"{project}@{socket.gethostname()}"
+
+
+@dataclass
+class Step:
+    name: str
+    minutes: int
+    action: Callable[[], str]  # returns a one-line summary with counts only
+
+
+class Locked(HektaError):
+    """Another daemon runs this project."""
+
+
+@contextmanager
+def daemon_lock(store: Store, project: str) -> Iterator[Path]:
+    """Hold the project's lock file for the daemon's lifetime.
+
+    The file is created atomically; an existing one is stale when its process is gone on this
+    host, or its daemon's heartbeat is older than `STALE_AFTER` (a crashed host), and is then
+    taken over.
+    """
+    path = store.path.with_name(f"{store.path.stem}.{project}.daemon.lock")
+    mine = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            if not _stale(path, store, project):
+                holder = path.read_text(errors="replace").strip()
+                raise Locked(f"a daemon already runs {project} ({holder}; lock {path})") from None
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as file:
+            file.write(json.dumps(mine))
+        break
+    else:
+        raise Locked(f"could not take the lock {path}")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _stale(path: Path, store: Store, project: str) -> bool:
+    try:
+        holder = json.loads(path.read_text())
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return True  # unreadable: a daemon died while writing it
+    if host == socket.gethostname():
+        return not _running_here(pid)
+    beat = store.read_heartbeat(f"{project}@{host}")
+    return beat is None or now() - beat.beat > STALE_AFTER
+
+
+def _running_here(pid: int) -> bool:
+    """Whether a process with this id runs on this host (a signal-0 probe)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def steps(settings: Settings, project: Project, store: Store, reports: Path) -> list[Step]:
+    """The daemon's steps in the order they run."""
+
+    def sync_step() -> str:
+        return sync.run(settings, project.name, store=store).summary()
+
+    def validate_step() -> str:
+        rows = pd.DataFrame(store.raw_rows(project.name), dtype=str).fillna("")
+        if rows.empty:
+            return f"{project.name}: nothing to validate yet"
+        result = validate_records(project, rows, links=entry_links(settings, project))
+        store.set_problems(project.name, result.problems.to_dict("records"))
+        store.set_typed(project.name, result.typed)
+        html = write_report(result, reports / project.name)[1]
+        return (
+            f"{project.name}: validated {result.run.records} record(s): {result.errors} "
+            f"problem(s), {result.advisories} advisory; report {html}"
+        )
+
+    return [
+        Step(name, _minutes(settings, *INTERVALS[name]), action)
+        for name, action in (("sync", sync_step), ("validate", validate_step))
+    ]
+
+
+def _minutes(settings: Settings, variable: str, default: int) -> int:
+    value = settings.get(variable)
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise HektaError(f"{variable} must be a whole number of minutes (1 or more)")
+    return int(value)
+
+
+def run_daemon(
+    settings: Settings,
+    project: Project,
+    *,
+    once: bool = False,
+    reports: Path = Path("var/reports"),
+    say: Callable[[str], None] = logger.info,
+    stop: threading.Event | None = None,
+) -> list[str]:
+    """Run the steps on their schedule until stopped (or one cycle with `once`); returns the
+    summaries of the steps run. A failing step is logged and retried at its next turn."""
+    stop = stop or threading.Event()
+    done: list[str] = []
+    with Store.open(settings) as store, daemon_lock(store, project.name):
+        name = daemon_name(project.name)
+        plan = steps(settings, project, store, reports)
+        scheduler = schedule.Scheduler()
+
+        def turn(step: Step) -> None:
+            if stop.is_set():
+                return
+            store.heartbeat(name, step.name)
+            try:
+                summary = step.action()
+            except HektaError as exc:
+                summary = f"{project.name}: {step.name} failed: {exc}"
+            done.append(summary)
+            say(summary)
+            store.heartbeat(name, "idle")
+
+        for step in plan:
+            scheduler.every(step.minutes).minutes.do(turn, step)
+        with _stopping_on_signals(stop):
+            for step in plan:  # every step once at start, in order
+                turn(step)
+            last_beat = now()
+            while not once and not stop.is_set():
+                scheduler.run_pending()
+                if now() - last_beat >= BEAT_EVERY:
+                    store.heartbeat(name, "idle")
+                    last_beat = now()
+                stop.wait(TICK_SECONDS)
+        store.heartbeat(name, "stopped")
+    return done
+
+
+@contextmanager
+def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop`: the loop ends after the step that is running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for s in previous:
+        signal.signal(s, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@dataclass
+class Status:
+    """What `hekta-redcap status` shows."""
+
+    runs: list[sync.SyncRun]
+    lag: dt.timedelta | None
+    problems: int
+    alive: bool
+    beat: str
+
+    def render(self, project: str) -> str:
+        lines = [f"{project}: daemon {'alive' if self.alive else 'not running'} ({self.beat})"]
+        lag = f"{self.lag.total_seconds() / 60:.0f} min" if self.lag is not None else "never synced"
+        lines.append(f"  lag since the last successful sync: {lag}")
+        lines.append(f"  open data problems: {self.problems}")
+        lines.append("  last runs:" if self.runs else "  no sync runs yet")
+        lines += [f"    {r.started:%Y-%m-%d %H:%M} {r.outcome:6} {r.summary()}" for r in self.runs]
+        return "\n".join(lines)
+
+
+def status(settings: Settings, project: str, runs: int = 5) -> Status:
+    with Store.open(settings) as store:
+        last = store.last_runs(project, runs)
+        ok = [r for r in last if r.outcome == "ok"]
+        lag = now() - ok[0].ended if ok else None
+        beat = store.read_heartbeat(daemon_name(project))
+        alive = (
+            beat is not None
+            and beat.state != "stopped"
+            and (now() - beat.beat < ALIVE_WITHIN or _running_here(beat.pid))
+        )
+        shown = f"last beat {beat.beat:%Y-%m-%d %H:%M:%S}, {beat.state}" if beat else "no heartbeat"
+        return Status(last, lag, len(store.open_problems(project)), alive, shown)

@@ -1,0 +1,134 @@
+"""The daemon: one at a time per project, a cycle of sync then validation against the local
+REDCap-compatible server, clean shutdown on SIGTERM, and `status`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redcap
+from click.testing import CliRunner
+from conftest import LIBRARY, REPO
+
+from hekta_redcap.cli import cli
+from hekta_redcap.config import Settings
+from hekta_redcap.daemon import Locked, daemon_lock, run_daemon, status
+from hekta_redcap.sandbox.provision import provision
+from hekta_redcap.sandbox.server import SandboxServer
+from hekta_redcap.store import Store
+from hekta_redcap.study import load_project
+
+
+@pytest.fixture
+def trial(sandbox: SandboxServer, tmp_path: Path) -> Settings:
+    """Settings for a freshly provisioned trial project with two records and a store."""
+    env = tmp_path / "env"
+    provision(sandbox.url, sandbox.super_token, [load_project("hekta", LIBRARY)], env)
+    settings = Settings.load((env,), {"HEKTA_STORE": str(tmp_path / "store.sqlite3")})
+    client = redcap.Project(sandbox.url, settings.token("hekta").reveal())
+    client.import_records(
+        [
+            {
+                "record_id": "1",
+                "redcap_event_name": "baseline_arm_1",
+                "audit_1": "0",
+                "audit_5": "3",
+            },  # an item AUDIT's skip logic hides, answered
+            {"record_id": "2", "redcap_event_name": "baseline_arm_1", "audit_1": "1"},
+        ]
+    )
+    return settings
+
+
+def test_one_cycle_syncs_then_validates(trial: Settings, tmp_path: Path) -> None:
+    summaries = run_daemon(
+        trial, load_project("hekta", LIBRARY), once=True, reports=tmp_path / "reports"
+    )
+    assert len(summaries) == 2
+    assert "sync" in summaries[0] and "2 record(s) requested" in summaries[0]
+    assert "validated 2 record(s)" in summaries[1]
+    report = tmp_path / "reports" / "hekta" / "report.html"
+    assert report.is_file() and str(report) in summaries[1]
+    with Store.open(trial) as store:
+        problems = store.open_problems("hekta")
+        assert any(p["record"] == "1" and p["field"] == "audit_5" for p in problems)
+        assert store.read_heartbeat().state == "stopped"
+    shown = status(trial, "hekta")
+    assert not shown.alive and shown.problems == len(problems) and shown.lag is not None
+    assert "ok" in shown.render("hekta")
+
+
+def test_only_one_daemon_per_project(trial: Settings) -> None:
+    with Store.open(trial) as store, daemon_lock(store, "hekta") as lock:
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with (
+            pytest.raises(Locked, match="a daemon already runs hekta"),
+            daemon_lock(store, "hekta"),
+        ):
+            pass
+    assert not lock.exists()
+
+
+def test_a_dead_daemons_lock_is_taken_over(trial: Settings) -> None:
+    with Store.open(trial) as store:
+        lock = store.path.with_name(f"{store.path.stem}.hekta.daemon.lock")
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        lock.write_text(json.dumps({"pid": int(dead.stdout), "host": os.uname().nodename}))
+        with daemon_lock(store, "hekta") as taken:
+            assert json.loads(taken.read_text())["pid"] == os.getpid()
+
+
+def test_sigterm_stops_after_the_current_step(trial: Settings, tmp_path: Path) -> None:
+    env = {**os.environ, **trial.values, "PYTHONPATH": str(REPO), "HEKTA_SYNC_MINUTES": "60"}
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hekta_redcap",
+            "daemon",
+            "--project",
+            "hekta",
+            "--definitions",
+            str(LIBRARY),
+            "--reports",
+            str(tmp_path / "reports"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (tmp_path / "reports" / "hekta").exists():
+            time.sleep(0.2)
+        assert (tmp_path / "reports" / "hekta").exists(), "the first cycle did not finish"
+        assert status(trial, "hekta").alive
+        daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=30)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, output
+    assert "Traceback" not in output
+    with Store.open(trial) as store:
+        assert store.read_heartbeat().state == "stopped"
+        assert not list(store.path.parent.glob("*.daemon.lock"))
+
+
+def test_status_command(trial: Settings, tmp_path: Path) -> None:
+    run_daemon(trial, load_project("hekta", LIBRARY), once=True, reports=tmp_path / "r")
+    result = CliRunner().invoke(cli, ["status", "--project", "hekta"], env=dict(trial.values))
+    assert result.exit_code == 0, result.output
+    assert "daemon not running" in result.output and "open data problems:" in result.output
