@@ -31,6 +31,7 @@ from hekta_redcap.fieldtypes import checkbox_column, parse_choices
 METADATA_COLUMNS = COLUMNS  # REDCap's 18 data dictionary keys, in order
 COMPLETE_CHOICES = (("0", "Incomplete"), ("1", "Unverified"), ("2", "Complete"))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SQL_CHUNK = 900  # record names per `IN (...)` query
 
 
 def now() -> str:
@@ -491,13 +492,17 @@ class ProjectModel:
             "SELECT record, event_id, repeat_instrument, instance, vals FROM data "
             "WHERE project_id = ?"
         )
-        args: tuple[Any, ...] = (self.project_id,)
-        wanted = None if records is None else set(records)
-        rows = [
-            DataRow(r[0], r[1], r[2], r[3], orjson.loads(r[4]))
-            for r in self.conn.execute(sql, args)
-            if wanted is None or r[0] in wanted
-        ]
+        if records is None:
+            found = self.conn.execute(sql, (self.project_id,)).fetchall()
+        else:  # filtered in SQL, in chunks below SQLite's limit on parameters
+            wanted, found = sorted(set(records)), []
+            for i in range(0, len(wanted), SQL_CHUNK):
+                chunk = wanted[i : i + SQL_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found += self.conn.execute(
+                    f"{sql} AND record IN ({marks})", (self.project_id, *chunk)
+                ).fetchall()
+        rows = [DataRow(r[0], r[1], r[2], r[3], orjson.loads(r[4])) for r in found]
         event_order = {e.event_id: i for i, e in enumerate(self.events)}
         form_order = {f: i for i, f in enumerate(self.forms)}
         rows.sort(
