@@ -27,7 +27,9 @@ def connect(settings: Settings, project: str) -> redcap.Project:
 
 def failure(settings: Settings, exc: Exception) -> ConnectionFailed:
     """A REDCap or network failure as a one-line error naming the URL."""
-    detail = " ".join(str(exc).split())[:300] if str(exc) else type(exc).__name__
+    first = exc.args[0] if exc.args else None
+    text = first["error"] if isinstance(first, dict) and "error" in first else str(exc)
+    detail = " ".join(str(text).split())[:300] if text else type(exc).__name__
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         detail = f"cannot connect ({type(exc).__name__})"
     return ConnectionFailed(f"REDCap at {settings.api_url}: {detail}")

@@ -294,4 +294,4 @@ def test_plan_errors_exit_1_not_2(sandbox: SandboxServer, tmp_path: Path) -> Non
     assert missing.exit_code == 1 and "REDCAP_TOKEN_HEKTA is not set" in missing.output
     unknown = run(sandbox, "F" * 32, "plan", "-p", "hekta")
     assert unknown.exit_code == 1
-    assert "You do not have permissions to use the API" in unknown.output
+    assert unknown.output.strip().endswith(": You do not have permissions to use the API")
