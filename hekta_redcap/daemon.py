@@ -152,11 +152,12 @@ def run_daemon(
     *,
     once: bool = False,
     reports: Path = Path("var/reports"),
-    say: Callable[[str], None] = logger.info,
+    say: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> list[str]:
     """Run the steps on their schedule until stopped (or one cycle with `once`); returns the
-    summaries of the steps run. A failing step is logged and retried at its next turn."""
+    summaries of the steps run. Each step is logged as one structured line (or handed to `say`,
+    as the demo does). A failing step is logged and retried at its next turn."""
     stop = stop or threading.Event()
     done: list[str] = []
     with Store.open(settings) as store, daemon_lock(store, project.name):
@@ -168,12 +169,22 @@ def run_daemon(
             if stop.is_set():
                 return
             store.heartbeat(name, step.name)
+            outcome = "ok"
             try:
                 summary = step.action()
             except HektaError as exc:
-                summary = f"{project.name}: {step.name} failed: {exc}"
+                outcome, summary = "failed", f"{project.name}: {step.name} failed: {exc}"
             done.append(summary)
-            say(summary)
+            if say is None:  # structured: the summary holds counts and paths, never values
+                logger.info(
+                    "event=step project=%s step=%s outcome=%s summary=%s",
+                    project.name,
+                    step.name,
+                    outcome,
+                    json.dumps(summary, ensure_ascii=False),
+                )
+            else:
+                say(summary)
             store.heartbeat(name, "idle")
 
         for step in plan:

@@ -122,6 +122,9 @@ def test_sigterm_stops_after_the_current_step(trial: Settings, tmp_path: Path) -
         daemon.kill()
     assert daemon.returncode == 0, output
     assert "Traceback" not in output
+    steps = [line for line in output.splitlines() if "event=step" in line]
+    assert any("step=sync outcome=ok" in line for line in steps), output
+    assert any("step=validate outcome=ok" in line for line in steps), output
     with Store.open(trial) as store:
         assert store.read_heartbeat().state == "stopped"
         assert not list(store.path.parent.glob("*.daemon.lock"))
