@@ -678,39 +678,43 @@ def default_form_label(form: str) -> str:
     return form.replace("_", " ").title()
 
 
+# A project's settings as REDCap 14/15 export them, in that order, with a new project's values;
+# the integers are those REDCap's JSON gives as numbers.
+PROJECT_INFO: dict[str, Any] = {
+    "project_id": 0,
+    "project_title": "",
+    "creation_time": "",
+    "production_time": "",
+    "in_production": 0,
+    "project_language": "English",
+    "purpose": 0,
+    "purpose_other": "",
+    "project_notes": "",
+    "custom_record_label": "",
+    "secondary_unique_field": "",
+    "is_longitudinal": 0,
+    "has_repeating_instruments_or_events": 0,  # derived from the setup when exported
+    "surveys_enabled": 0,
+    "scheduling_enabled": 0,
+    "record_autonumbering_enabled": 0,
+    "randomization_enabled": 0,
+    "ddp_enabled": 0,
+    "project_irb_number": "",
+    "project_grant_number": "",
+    "project_pi_firstname": "",
+    "project_pi_lastname": "",
+    "project_pi_email": "",
+    "display_today_now_button": 1,
+    "missing_data_codes": "",
+    "external_modules": "",
+    "bypass_branching_erase_field_prompt": 0,
+}
+
+
 def create_project(conn: sqlite3.Connection, info: dict[str, Any]) -> ProjectModel:
     """A new, empty project row; callers add metadata, design and users."""
     cursor = conn.execute("INSERT INTO project (info) VALUES ('{}')")
     project_id = int(cursor.lastrowid or 0)
-    stamp = now()
-    full = {
-        "project_id": project_id,
-        "project_title": "",
-        "creation_time": stamp,
-        "production_time": "",
-        "in_production": 0,
-        "project_language": "English",
-        "purpose": 0,
-        "purpose_other": "",
-        "project_notes": "",
-        "custom_record_label": "",
-        "secondary_unique_field": "",
-        "is_longitudinal": 0,
-        "surveys_enabled": 0,
-        "scheduling_enabled": 0,
-        "record_autonumbering_enabled": 0,
-        "randomization_enabled": 0,
-        "ddp_enabled": 0,
-        "project_irb_number": "",
-        "project_grant_number": "",
-        "project_pi_firstname": "",
-        "project_pi_lastname": "",
-        "project_pi_email": "",
-        "display_today_now_button": 1,
-        "missing_data_codes": "",
-        "external_modules": "",
-        "bypass_branching_erase_field_prompt": 0,
-    }
-    full.update(info)
+    full = {**PROJECT_INFO, "project_id": project_id, "creation_time": now(), **info}
     conn.execute("UPDATE project SET info = ? WHERE project_id = ?", (json.dumps(full), project_id))
     return ProjectModel(conn, project_id)

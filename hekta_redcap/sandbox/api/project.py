@@ -9,51 +9,8 @@ from hekta_redcap.sandbox.api.metadata import import_rows
 from hekta_redcap.sandbox.endpoints import REDCAP_VERSION, Call, endpoint
 from hekta_redcap.sandbox.wire import ApiError, Reply, render_count, render_object, render_text
 
-# The project export's keys in REDCap 14/15's order.
-INFO_KEYS = (
-    "project_id",
-    "project_title",
-    "creation_time",
-    "production_time",
-    "in_production",
-    "project_language",
-    "purpose",
-    "purpose_other",
-    "project_notes",
-    "custom_record_label",
-    "secondary_unique_field",
-    "is_longitudinal",
-    "has_repeating_instruments_or_events",
-    "surveys_enabled",
-    "scheduling_enabled",
-    "record_autonumbering_enabled",
-    "randomization_enabled",
-    "ddp_enabled",
-    "project_irb_number",
-    "project_grant_number",
-    "project_pi_firstname",
-    "project_pi_lastname",
-    "project_pi_email",
-    "display_today_now_button",
-    "missing_data_codes",
-    "external_modules",
-    "bypass_branching_erase_field_prompt",
-)
-FLAGS = frozenset(
-    {
-        "in_production",
-        "is_longitudinal",
-        "has_repeating_instruments_or_events",
-        "surveys_enabled",
-        "scheduling_enabled",
-        "record_autonumbering_enabled",
-        "randomization_enabled",
-        "ddp_enabled",
-        "display_today_now_button",
-        "bypass_branching_erase_field_prompt",
-    }
-)
-INTEGERS = FLAGS | {"project_id", "purpose"}
+INFO_KEYS = tuple(models.PROJECT_INFO)  # the project export's keys, in REDCap's order
+INTEGERS = frozenset(k for k, v in models.PROJECT_INFO.items() if isinstance(v, int))
 PURPOSES = range(5)  # practice, other, research, quality improvement, operational support
 # What project creation takes from `data` (REDCap's API documentation).
 CREATE_KEYS = frozenset(
