@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 import redcap
-import requests
 
 from hekta_redcap.config import Settings, token_variable
 from hekta_redcap.connection import connect, failure
@@ -138,7 +137,7 @@ def export_records(settings: Settings, project: Project) -> pd.DataFrame:
     client = connect(settings, project.name)
     try:
         records = client.export_records(export_data_access_groups=True, event_name="unique")
-    except (redcap.RedcapError, requests.RequestException) as exc:
+    except redcap.RedcapError as exc:  # PyCap's name for requests.RequestException
         raise failure(settings, exc) from None
     return pd.DataFrame(records)
 
@@ -153,7 +152,7 @@ def entry_links(settings: Settings, project: Project) -> EntryLinks | None:
         info = client.export_project_info()
         events = client.export_events() if project.study.longitudinal else []
         version = client.export_version()
-    except (redcap.RedcapError, requests.RequestException) as exc:
+    except redcap.RedcapError as exc:  # PyCap's name for requests.RequestException
         raise failure(settings, exc) from None
     event_ids = {e["unique_event_name"]: int(e["event_id"]) for e in events if "event_id" in e}
     base = settings.api_url.removesuffix("api/")
