@@ -12,8 +12,10 @@ event, which repeat and which are surveys, the record-id field, and the follow-u
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import field_validator
 
@@ -62,17 +64,88 @@ class Offset(Node):
 
 
 class Followup(Node):
+    """A follow-up event's window. `complete` lists the forms that make it complete (all of
+    them complete, or their survey submitted); empty means the event's surveys."""
+
     event: str
     target: Offset
     open: Offset = Offset()
     close: Offset = Offset()
     contact: bool = True
+    complete: list[str] = []
 
 
 class Schedule(Node):
     anchor_field: str
     anchor_event: str | None = None
     followups: list[Followup] = []
+
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+class ReminderStep(Node):
+    """One step of the reminder policy. `after` counts from the window's opening; a step is
+    also never due sooner after the previous step was actually sent than the steps' planned
+    gap (the catch-up rule). A participant step goes by the participant's channel; a nurse
+    step is a task on the worklist and in the digest."""
+
+    name: str
+    after: Offset
+    to: Literal["participant", "nurse"] = "participant"
+    template: str
+
+
+class Preferred(Node):
+    """The field holding the participant's preferred reminder channel, and its codes."""
+
+    field: str
+    sms: str
+    email: str
+
+    _codes = field_validator("sms", "email", mode="before")(lambda v: str(v))
+
+
+class ContactFields(Node):
+    """Where the participant's contact details are (the latest filled value across events)."""
+
+    mobile: str
+    email: str | None = None
+    preferred: Preferred | None = None
+
+
+class StopRule(Node):
+    """A reason to stop contacting a participant, as REDCap logic on the record's latest
+    values (plain `[field]` references)."""
+
+    reason: str
+    when: str
+
+
+class Digest(Node):
+    """The daily e-mail to each nurse or data access group with their worklist."""
+
+    at: dt.time
+    template: str = "digest"
+
+
+class ReminderPolicy(Node):
+    """When and how participants and nurses are reminded (see docs/followup.md). Times are in
+    `timezone`; sends happen only between `send_from` and `send_until`, never on `quiet_days`
+    nor (when `public_holidays` names a country) its public holidays, and at most `daily_cap`
+    messages a day per participant."""
+
+    timezone: str = "Europe/Oslo"
+    language: Literal["nb", "en"] = "nb"
+    send_from: dt.time = dt.time(9, 0)
+    send_until: dt.time = dt.time(20, 0)
+    quiet_days: list[Weekday] = []
+    public_holidays: str | None = None
+    daily_cap: int = 1
+    contact: ContactFields
+    stop: list[StopRule] = []
+    steps: list[ReminderStep]
+    digest: Digest | None = None
 
 
 class SexCoding(Node):
@@ -113,6 +186,7 @@ class Study(Node):
     sex: SexCoding | None = None
     missing_data_codes: list[MissingCode] = []
     date_order: list[DateOrder] = []
+    reminders: ReminderPolicy | None = None
 
     @property
     def longitudinal(self) -> bool:
