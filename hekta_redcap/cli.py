@@ -7,6 +7,7 @@ non-zero exit code and no traceback.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -363,7 +364,7 @@ def sandbox_init(
     names = list(projects) or available_projects(root)
     loaded = [load_project(name, root, overlay_dir) for name in names]
     with running(data, host, port) as server:
-        outcome = provision(server.url, server.super_token, loaded, env_file)
+        outcome = provision(server, loaded, env_file)
     for name, what in outcome.items():
         click.echo(f"{name}: {what}")
     click.echo(f"URL and tokens written to {env_file}; serve with: hekta-redcap sandbox")
@@ -532,3 +533,130 @@ def status_command(ctx: click.Context, project: str) -> None:
     from hekta_redcap.daemon import status
 
     click.echo(status(ctx.obj, project).render(project))
+
+
+def _moment(value: dt.datetime | None) -> dt.datetime:
+    """A `--now` value (tests pin the clock with it) or the current time, aware."""
+    from hekta_redcap.store import now
+
+    if value is None:
+        return now()
+    return value if value.tzinfo else value.astimezone()
+
+
+@cli.command("followups")
+@project_option
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The day the worklist is for (default: today in the study's time zone).",
+)
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), help="CSV.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), help="HTML.")
+@click.option("--all", "show_all", is_flag=True, help="List every follow-up on the terminal.")
+@lang_option
+@_definition_options
+@click.pass_context
+def followups_command(
+    ctx: click.Context,
+    project: str,
+    as_of: dt.datetime | None,
+    csv_file: Path | None,
+    html_file: Path | None,
+    show_all: bool,
+    lang: str,
+    root: Path,
+    overlay_dir: Path | None,
+) -> None:
+    """The nurses' worklist from the local store: who is due, overdue or needs a call, with
+    window dates (run `sync` or the daemon first)."""
+    from hekta_redcap import worklist as lists
+    from hekta_redcap.followup import policy_of, worklist
+    from hekta_redcap.outbox import Outbox
+    from hekta_redcap.sendtime import SendCalendar
+    from hekta_redcap.store import Store
+
+    loaded = load_project(project, root, overlay_dir)
+    day = as_of.date() if as_of else SendCalendar.from_policy(policy_of(loaded)).day(_moment(None))
+    with Store.open(ctx.obj) as store:
+        rows = store.raw_rows(project)
+        if not rows:
+            raise HektaError(f"the store holds no records of {project}: run `hekta-redcap sync`")
+        work = worklist(loaded, rows, Outbox(store, project).history(), day, lang)
+    click.echo(lists.table(loaded, work, lang, day, everything=show_all))
+    if csv_file:
+        click.echo(f"CSV: {lists.write_csv(work, csv_file)}")
+    if html_file:
+        html_file.parent.mkdir(parents=True, exist_ok=True)
+        html_file.write_text(lists.render_html(loaded, work, lang, day), encoding="utf-8")
+        click.echo(f"HTML: {html_file}")
+
+
+@cli.command("remind")
+@project_option
+@click.option(
+    "--dry-run",
+    "dry_run",
+    is_flag=True,
+    help="Write the messages due now to a file outbox (--outbox-dir); record and send nothing.",
+)
+@click.option(
+    "--outbox-dir",
+    default=Path("var/outbox-dry-run"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where --dry-run writes.",
+)
+@click.option("--now", "at", type=click.DateTime(), hidden=True)
+@_definition_options
+@click.pass_context
+def remind_command(
+    ctx: click.Context,
+    project: str,
+    dry_run: bool,
+    outbox_dir: Path,
+    at: dt.datetime | None,
+    root: Path,
+    overlay_dir: Path | None,
+) -> None:
+    """One reminder pass (the daemon runs one on its schedule): send what is due, write each
+    follow-up's state back to REDCap, send the daily digests."""
+    from hekta_redcap.daemon import daemon_lock
+    from hekta_redcap.reminders import remind
+    from hekta_redcap.store import Store
+
+    _log_lines()
+    loaded = load_project(project, root, overlay_dir)
+    settings: Settings = ctx.obj
+    with Store.open(settings) as store, daemon_lock(store, project):
+        client = connect(settings, project)
+        target = outbox_dir if dry_run else None
+        for line in remind(settings, loaded, store, client, now=_moment(at), dry_run=target):
+            click.echo(line)
+    if dry_run:
+        click.echo(f"Messages written to {outbox_dir / 'outbox.jsonl'} (nothing sent).")
+
+
+@cli.command("outbox")
+@project_option
+@click.option("--resolve", "key", help="The key of a message a person has checked.")
+@click.option("--sent/--not-sent", default=None, help="With --resolve: what the check found.")
+@click.pass_context
+def outbox_command(ctx: click.Context, project: str, key: str | None, sent: bool | None) -> None:
+    """List the messages a person must check (maybe sent, or refused), or resolve one: --sent
+    keeps it as sent, --not-sent lets the step go out again."""
+    from hekta_redcap.outbox import Outbox
+    from hekta_redcap.store import Store
+
+    with Store.open(ctx.obj) as store:
+        box = Outbox(store, project)
+        if key is not None:
+            if sent is None:
+                raise click.UsageError("--resolve needs --sent or --not-sent")
+            box.resolve(key, sent, _moment(None))
+            click.echo(f"{key}: {'kept as sent' if sent else 'removed; the step is due again'}")
+            return
+        waiting = box.needing_a_person()
+        for entry in waiting:
+            click.echo(f"{entry.key}  {entry.status}  {entry.at}  {entry.answer}")
+        click.echo(f"{len(waiting)} message(s) need a person to check.")

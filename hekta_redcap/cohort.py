@@ -27,7 +27,6 @@ added, each listed in `Cohort.errors` under the name of the validation rule that
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import random
 import re
@@ -39,8 +38,9 @@ import redcap
 
 from hekta_redcap import logic
 from hekta_redcap.fieldtypes import checkbox_column, parse_bound
+from hekta_redcap.followup import add
 from hekta_redcap.instruments import Field, Instrument
-from hekta_redcap.study import Offset, Project
+from hekta_redcap.study import Project
 
 EVENT = "redcap_event_name"
 REPEAT_INSTRUMENT = "redcap_repeat_instrument"
@@ -269,14 +269,6 @@ def _number(value: float, validation: str) -> str:
     return f"{value:.1f}".removesuffix(".0")
 
 
-def _add(day: dt.date, span: Offset) -> dt.date:
-    """Calendar months first (clipped to the month's last day), then days."""
-    month = day.month - 1 + span.months
-    year, month = day.year + month // 12, month % 12 + 1
-    clipped = min(day.day, calendar.monthrange(year, month)[1])
-    return dt.date(year, month, clipped) + dt.timedelta(days=span.days)
-
-
 def _wrong_check_digit(rng: random.Random, digits: str, weights: tuple[int, ...]) -> str:
     """A digit that is not the mod-11 check digit of `digits`, so the number is invalid."""
     check = (11 - sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11) % 11
@@ -404,9 +396,9 @@ class _Builder:
         person.visits[self.baseline] = max(person.consent, baseline)
         windows = []  # (follow-up, target date, window opens, window closes)
         for followup in self.followups:
-            target = _add(person.rand, followup.target)
+            target = add(person.rand, followup.target)
             windows.append(
-                (followup, target, _add(target, followup.open), _add(target, followup.close))
+                (followup, target, add(target, followup.open), add(target, followup.close))
             )
         over = windows[-1][3] if windows else person.rand  # the last window's close
         fate, stop = "", None

@@ -62,7 +62,7 @@ def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str],
     store.unlink(missing_ok=True)
     with running(data_dir) as server:
         say(f"3. Local REDCap-compatible server running at {server.url} (data in {data_dir}).")
-        provision(server.url, server.super_token, projects, env_file)
+        provision(server, projects, env_file)
         settings = Settings.load((env_file,), {"HEKTA_STORE": str(store)})
         for project in projects:
             client = redcap.Project(server.url, settings.token(project.name).reveal())

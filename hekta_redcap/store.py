@@ -1,6 +1,6 @@
 """The local store: one SQLite file (setting `HEKTA_STORE`, default `var/hekta.sqlite3`) that the
 sync engine and the validation step write and the follow-up, reminder, export and status code
-read. Nothing else writes it.
+read; the reminder engine writes its outbox (outbox.py). Nothing else writes it.
 
     >>> with Store.open(settings) as store:
     ...     rows = store.raw_rows("hekta")           # the project's records as REDCap exports them
@@ -30,7 +30,8 @@ What it holds, per project:
   per export row. `typed_column` keeps each column's pandas dtype so `typed()` rebuilds the
   frame. The table follows the definitions, so each validation rebuilds it whole and it is not
   part of the migrations;
-- `heartbeat`: the daemon's last beat (id, pid, host, state).
+- `heartbeat`: the daemon's last beat (id, pid, host, state);
+- `outbox`: every reminder, nurse task and digest, keyed by what it is (see outbox.py).
 
 The schema is versioned: `schema_version` holds the version reached and `MIGRATIONS` the ordered
 steps, each applied once in its own transaction when the store is opened. A released migration
@@ -145,8 +146,24 @@ def _v1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    """The reminder outbox (see outbox.py): one row per message, keyed by what it is."""
+    _script(
+        conn,
+        """
+        CREATE TABLE outbox (
+            key TEXT PRIMARY KEY, project TEXT NOT NULL, record TEXT NOT NULL,
+            event TEXT NOT NULL, step TEXT NOT NULL, channel TEXT NOT NULL,
+            status TEXT NOT NULL, attempts INTEGER NOT NULL, due TEXT, at TEXT NOT NULL,
+            answered TEXT, answer TEXT NOT NULL DEFAULT '', pass TEXT NOT NULL)
+            WITHOUT ROWID;
+        CREATE INDEX outbox_record ON outbox (project, record);
+        """,
+    )
+
+
 # In order; version N is reached by applying the first N. Append only.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
 
 
 # -- what readers and the sync engine exchange ------------------------------------------------

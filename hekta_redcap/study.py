@@ -75,10 +75,24 @@ class Followup(Node):
     complete: list[str] = []
 
 
+class Tracking(Node):
+    """The form the follow-up state is written back to, and its field for each value."""
+
+    form: str
+    due_date: str
+    window_open: str
+    window_close: str
+    status: str
+    reminders: str
+    last_reminder: str
+    next_action: str
+
+
 class Schedule(Node):
     anchor_field: str
     anchor_event: str | None = None
     followups: list[Followup] = []
+    tracking: Tracking | None = None
 
 
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -91,9 +105,10 @@ class ReminderStep(Node):
     step is a task on the worklist and in the digest."""
 
     name: str
+    label: Text | None = None
     after: Offset
     to: Literal["participant", "nurse"] = "participant"
-    template: str
+    template: str | None = None
 
 
 class Preferred(Node):

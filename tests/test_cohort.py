@@ -62,7 +62,7 @@ def loaded(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Loaded:
     env = tmp_path_factory.mktemp("cohort") / "env"
-    provision(sandbox.url, sandbox.super_token, [project], env)
+    provision(sandbox, [project], env)
     client = redcap.Project(sandbox.url, Settings.load((env,), {}).token("hekta").reveal())
     return Loaded(client, cohort.load(client, batch=100))
 

@@ -29,7 +29,7 @@ from hekta_redcap.study import load_project
 def trial(sandbox: SandboxServer, tmp_path: Path) -> Settings:
     """Settings for a freshly provisioned trial project with two records and a store."""
     env = tmp_path / "env"
-    provision(sandbox.url, sandbox.super_token, [load_project("hekta", LIBRARY)], env)
+    provision(sandbox, [load_project("hekta", LIBRARY)], env)
     settings = Settings.load((env,), {"HEKTA_STORE": str(tmp_path / "store.sqlite3")})
     client = redcap.Project(sandbox.url, settings.token("hekta").reveal())
     client.import_records(

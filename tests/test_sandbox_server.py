@@ -192,7 +192,7 @@ def test_init_creates_the_projects_and_is_safe_to_repeat(tmp_path: Path) -> None
 def test_provisioned_project_matches_the_definitions(tmp_path: Path) -> None:
     project = load_project("hekta", LIBRARY)
     with running(tmp_path) as server:
-        provision(server.url, server.super_token, [project], tmp_path / "env")
+        provision(server, [project], tmp_path / "env")
         token = Settings.load((tmp_path / "env",), {}).token("hekta")
         client = redcap.Project(server.url, token.reveal())
         assert client.is_longitudinal

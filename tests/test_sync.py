@@ -68,7 +68,7 @@ def next_second() -> None:
 def trial(sandbox: SandboxServer, tmp_path: Path) -> Iterator[Trial]:
     project = load_project("hekta")
     env = tmp_path / ".env.sandbox"
-    provision(sandbox.url, sandbox.super_token, [project], env)
+    provision(sandbox, [project], env)
     settings = Settings.load((env,), {"HEKTA_STORE": str(tmp_path / "store.sqlite3")})
     client = redcap.Project(sandbox.url, settings.token("hekta").reveal())
     generate(project, 40, seed=6).load(client)
@@ -314,7 +314,9 @@ def test_store_migrates_once_and_refuses_a_newer_schema(tmp_path: Path) -> None:
     with Store(path) as store:
         assert store.version == len(MIGRATIONS)
     with Store(path) as store:  # opening again applies nothing
-        assert store.conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+        assert store.conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == len(
+            MIGRATIONS
+        )
         with store.transaction() as conn:
             conn.execute("INSERT INTO schema_version VALUES (?, 'later')", (len(MIGRATIONS) + 1,))
     with pytest.raises(Exception, match="newer than this toolkit"):

@@ -212,7 +212,7 @@ def seeded(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> 
     edit(root, "forms/demographics.yaml", "  - name: demo_education\n", CALC)
     project = load_project("hekta", root)
     env = root.parent / "env"
-    provision(sandbox.url, sandbox.super_token, [project], env)
+    provision(sandbox, [project], env)
     token = Settings.load((env,), {}).token("hekta").reveal()
     client = redcap.Project(sandbox.url, token)
     client.import_dags(

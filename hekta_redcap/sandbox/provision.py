@@ -8,6 +8,7 @@ repeat.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,15 +17,18 @@ import redcap
 from hekta_redcap.config import Settings, Token, token_variable
 from hekta_redcap.deploy import apply_plan, create_project
 from hekta_redcap.plan import make_plan
+from hekta_redcap.sandbox.server import SandboxServer
+from hekta_redcap.sandbox.store import Store
 from hekta_redcap.study import Project
 
 SANDBOX_ENV = Path(".env.sandbox")
 
 
 def provision(
-    url: str, super_token: str, projects: list[Project], env_file: Path = SANDBOX_ENV
+    server: SandboxServer, projects: list[Project], env_file: Path = SANDBOX_ENV
 ) -> dict[str, str]:
     """Create (or keep) each project; returns what happened per project, for the user."""
+    url = server.url
     existing = Settings.load((env_file,), {}) if env_file.is_file() else Settings({})
     tokens: dict[str, Token] = {}
     outcome: dict[str, str] = {}
@@ -33,12 +37,27 @@ def provision(
         if kept is not None:
             tokens[project.name], outcome[project.name] = kept, "kept"
             continue
-        token = create_project(url, Token(super_token), project)
+        token = create_project(url, Token(server.super_token), project)
         client = redcap.Project(url, token.reveal())
         apply_plan(client, make_plan(client, project))
+        enable_surveys(server.store, token, project)
         tokens[project.name], outcome[project.name] = token, "created"
     write_env(env_file, url, tokens, existing)
     return outcome
+
+
+def enable_surveys(store: Store, token: Token, project: Project) -> None:
+    """Enable the study's surveys, as an administrator does in REDCap's web interface (the API
+    cannot: neither can deploy, so on a real server a person enables them once)."""
+    forms = [u.form for u in project.study.instruments if u.survey]
+    with store.transaction() as conn:
+        (project_id,) = conn.execute(
+            "SELECT project_id FROM user WHERE token = ?", (token.reveal(),)
+        ).fetchone()
+        conn.executemany(
+            "INSERT OR IGNORE INTO survey VALUES (?, ?, ?)",
+            [(project_id, form, json.dumps({"title": form})) for form in forms],
+        )
 
 
 def _working_token(url: str, settings: Settings, project: str) -> Token | None:

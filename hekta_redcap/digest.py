@@ -1,0 +1,87 @@
+"""The daily digest: one e-mail a day to each nurse (or data access group) with the follow-ups
+that need them, holding record ids only (e-mail is not a secure channel).
+
+Recipients are settings, not definitions: `HEKTA_DIGEST_TO` (comma-separated addresses) gets the
+whole worklist; `HEKTA_DIGEST_TO_<GROUP>` the records of one data access group (its unique
+name in capitals, e.g. `HEKTA_DIGEST_TO_OSLO`). Each goes out once a day, after the policy's
+`digest.at`, through the outbox like any reminder (key `project/digest:<group>/<day>/digest/email`).
+
+    >>> sent = send_digests(settings, project, Outbox(store, "hekta"), work, now, channels)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from hekta_redcap.channels import Channels, InvalidContact, Message, normalise_email
+from hekta_redcap.config import Settings
+from hekta_redcap.errors import ConfigError
+from hekta_redcap.followup import policy_of
+from hekta_redcap.messages import render
+from hekta_redcap.outbox import Key, Outbox, deliver
+from hekta_redcap.sendtime import SendCalendar
+from hekta_redcap.study import Project
+from hekta_redcap.worklist import counts, items, needing_action
+
+SETTING = "HEKTA_DIGEST_TO"
+EVERYONE = "*"  # the group of the recipients of every record
+
+
+def recipients(settings: Settings) -> dict[str, list[str]]:
+    """group -> addresses from the settings (EVERYONE for `HEKTA_DIGEST_TO`)."""
+    found: dict[str, list[str]] = {}
+    for name in sorted(settings.values):
+        if name == SETTING or name.startswith(f"{SETTING}_"):
+            group = EVERYONE if name == SETTING else name[len(SETTING) + 1 :].lower()
+            text = settings.get(name) or ""
+            try:
+                found[group] = [normalise_email(a) for a in text.split(",") if a.strip()]
+            except InvalidContact as exc:  # an address we cannot use is a settings mistake
+                raise ConfigError(f"{name}: {exc}") from None
+    return {g: a for g, a in found.items() if a}
+
+
+def send_digests(
+    settings: Settings,
+    project: Project,
+    box: Outbox | None,
+    work: pd.DataFrame,
+    now: dt.datetime,
+    channels: Channels,
+) -> int:
+    """Send today's digests not yet sent, once the digest time has come; with `box` None (a
+    dry run) they are written without being recorded. Returns the number sent."""
+    policy = policy_of(project)
+    if policy.digest is None:
+        return 0
+    calendar = SendCalendar.from_policy(policy)
+    local = calendar.local(now)
+    if local.time() < policy.digest.at:
+        return 0
+    day = local.date()
+    urgent = needing_action(work, day)
+    sent = 0
+    for group, addresses in recipients(settings).items():
+        mine = urgent if group == EVERYONE else urgent[urgent["dag"] == group]
+        key = Key(project.name, f"digest:{group}", day.isoformat(), "digest", "email")
+        if box is not None and not box.intend(key, day, now):
+            continue
+        label = ("alle" if policy.language == "nb" else "all") if group == EVERYONE else group
+        text = render(
+            project.root,
+            policy.digest.template,
+            "email",
+            policy.language,
+            recipient=label,
+            day=day,
+            items=items(project, mine, policy.language),
+            counts=counts(project, mine, policy.language),
+        )
+        message = Message("email", ", ".join(addresses), text.body, text.subject, str(key))
+        status, answer = deliver(channels.get("email"), message)
+        if box is not None:
+            box.answer(key, status, answer, now)
+        sent += status == "sent"
+    return sent

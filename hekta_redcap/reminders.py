@@ -1,0 +1,274 @@
+"""One reminder pass: send every reminder that is due now, at most once each.
+
+A pass (the daemon runs one on its schedule; `hekta-redcap remind` runs one by hand) takes the
+worklist from the store, keeps the steps that are due (see followup.py for the catch-up rule),
+and for each, in order of due date:
+
+1. re-reads the record from REDCap and re-computes its follow-up: completed, withdrawn or
+   changed since the last sync? Then the step is skipped, with the reason logged;
+2. holds the per-participant daily cap and the send calendar (hours, quiet days, holidays);
+3. writes the intent to the outbox and commits it, fetches the survey link from REDCap, sends,
+   and records the provider's answer (outbox.py says what happens when the process dies
+   between the two).
+
+The caller holds the project's daemon lock (one pass at a time), so intents found at the start
+are from a process that died, and become "maybe sent".
+
+    >>> result = run_pass(settings, project, store, client, now=store_now())
+    >>> result.summary()
+    'hekta: 12 sent, 3 nurse task(s), 0 failed, 0 maybe sent, 2 skipped, 1 held by the cap'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import redcap
+
+from hekta_redcap import sync
+from hekta_redcap.channels import Channels, Message
+from hekta_redcap.config import Settings
+from hekta_redcap.digest import send_digests
+from hekta_redcap.errors import HektaError
+from hekta_redcap.followup import (
+    EVENT,
+    contact_fields,
+    contact_of,
+    frame_of,
+    latest_values,
+    policy_of,
+    worklist,
+)
+from hekta_redcap.messages import render
+from hekta_redcap.outbox import TASK, Key, Outbox, deliver
+from hekta_redcap.sendtime import SendCalendar
+from hekta_redcap.store import Store
+from hekta_redcap.study import Project
+from hekta_redcap.tracking import desired, write_back
+
+logger = logging.getLogger("hekta_redcap.reminders")
+
+ACTIVE = ("window_open", "reminded", "overdue")  # the states a step may be taken in
+STUDY_PHONE = "HEKTA_STUDY_PHONE"  # the number participants may call, shown in the texts
+
+
+def log(event: str, **fields: object) -> None:
+    """A structured log line: record ids, steps and counts only, never addresses or texts."""
+    logger.info(" ".join([f"event=reminder.{event}", *(f"{k}={v}" for k, v in fields.items())]))
+
+
+@dataclass
+class PassResult:
+    project: str
+    sent: int = 0
+    tasks: int = 0
+    failed: int = 0
+    maybe_sent: int = 0
+    skipped: int = 0
+    capped: int = 0
+    orphaned: int = 0
+    quiet: str = ""  # why nothing may be sent now, if so
+    dry_run: bool = False
+    planned: list[str] = field(default_factory=list)  # keys of what was sent (or, dry, would be)
+
+    def summary(self) -> str:
+        if self.quiet:
+            return f"{self.project}: no reminders now ({self.quiet})"
+        verb = "would send" if self.dry_run else "sent"
+        parts = [
+            f"{self.sent} {verb}",
+            f"{self.tasks} nurse task(s)",
+            f"{self.failed} failed",
+            f"{self.maybe_sent} maybe sent",
+            f"{self.skipped} skipped",
+            f"{self.capped} held by the daily cap",
+        ]
+        if self.orphaned:
+            parts.append(f"{self.orphaned} interrupted earlier, now listed as maybe sent")
+        return f"{self.project}: " + ", ".join(parts)
+
+
+def run_pass(
+    settings: Settings,
+    project: Project,
+    store: Store,
+    client: redcap.Project,
+    *,
+    now: dt.datetime,
+    channels: Channels | None = None,
+    dry_run: Path | None = None,
+) -> PassResult:
+    """One pass at the moment `now` (aware). With `dry_run` (a directory) nothing is recorded
+    and every message goes to a file outbox there instead."""
+    policy = policy_of(project)
+    calendar = SendCalendar.from_policy(policy)
+    box = Outbox(store, project.name)
+    result = PassResult(project.name, dry_run=dry_run is not None)
+    if dry_run is None:
+        result.orphaned = box.orphans_to_maybe_sent()
+    if channels is None:
+        channels = Channels.file(dry_run) if dry_run else Channels.from_settings(settings)
+    if not calendar.allowed(now):
+        result.quiet = f"outside sending times until {calendar.next_allowed(now):%Y-%m-%d %H:%M}"
+        return result
+    today = calendar.day(now)
+    history = box.history()
+    work = worklist(project, store.raw_rows(project.name), history, today, policy.language)
+    due = work[
+        work["state"].isin(ACTIVE)
+        & (work["maybe_sent"] == 0)
+        & work["next_due"].notna()
+        & (work["next_due"].map(lambda d: d is not None and d <= today))
+    ].sort_values(["next_due", "record_id"], kind="stable")
+    api = sync.Retrying(client, sync.Retry(), settings)
+    day_start = dt.datetime.combine(today, dt.time(), tzinfo=calendar.zone)
+    day_end = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), tzinfo=calendar.zone)
+    counted: dict[str, int] = {}  # messages per record today, this pass's included
+    for item in due.itertuples(index=False):
+        record, event = str(item.record_id), item.event
+        step = next(s for s in policy.steps if s.name == item.next_step)
+        participant = step.to == "participant"
+        if participant:
+            if record not in counted:
+                counted[record] = box.sent_on(record, day_start, day_end) if not dry_run else 0
+            if counted[record] >= policy.daily_cap:
+                result.capped += 1
+                log("held", record=record, followup=event, step=step.name, reason="daily cap")
+                continue
+        fresh = frame_of(api.export_records(records=[record], **sync.EXPORT), project)
+        again = worklist(project, fresh, history, today, policy.language)
+        again = again[again["event"] == event]
+        reason = _changed(again, item)
+        if reason:
+            result.skipped += 1
+            log("skipped", record=record, followup=event, step=step.name, reason=reason)
+            continue
+        channel = again.iloc[0]["channel"] if participant else TASK
+        key = Key(project.name, record, event, step.name, channel)
+        if dry_run is None and not box.intend(key, item.next_due, now):
+            result.skipped += 1
+            log("skipped", record=record, followup=event, step=step.name, reason="already taken")
+            continue
+        if not participant:
+            if dry_run is None:
+                box.answer(key, "sent", "task on the worklist", now)
+            result.tasks += 1
+            result.planned.append(str(key))
+            log("task", record=record, followup=event, step=step.name)
+            continue
+        status, answer = _send(api, channels, project, settings, fresh, again.iloc[0], key)
+        counted[record] += 1
+        if dry_run is None:
+            box.answer(key, status, answer, now)
+        if status == "sent":
+            result.sent += 1
+            result.planned.append(str(key))
+        elif status == "failed":
+            result.failed += 1
+        else:
+            result.maybe_sent += 1
+        log(status, record=record, followup=event, step=step.name, channel=channel)
+    return result
+
+
+def _changed(again: pd.DataFrame, planned: object) -> str:
+    """Why the freshly read record no longer calls for the planned step ("" if it does)."""
+    if again.empty:
+        return "no longer randomised"
+    now = again.iloc[0]
+    if now["state"] not in ACTIVE:
+        return f"now {now['stop_reason'] or now['state']}"
+    if now["next_step"] != planned.next_step or now["channel"] != planned.channel:  # type: ignore[attr-defined]
+        return "contact details or steps changed"
+    return ""
+
+
+def _send(
+    api: sync.Retrying,
+    channels: Channels,
+    project: Project,
+    settings: Settings,
+    fresh: pd.DataFrame,
+    item: pd.Series,
+    key: Key,
+) -> tuple[str, str]:
+    """Render and send one participant message, addressed from the freshly read record:
+    (outbox status, provider's answer)."""
+    policy = policy_of(project)
+    step = next(s for s in policy.steps if s.name == key.step)
+    try:
+        latest = latest_values(project, fresh, contact_fields(policy))
+        contact = contact_of(policy, latest.iloc[0])
+        if contact is None or contact.channel != key.channel:
+            return "failed", "contact details changed while sending"
+        form = _survey_form(project, fresh, key.event)
+        link = api.export_survey_link(record=key.record, instrument=form, event=key.event)
+        text = render(
+            project.root,
+            step.template or step.name,
+            key.channel,
+            policy.language,
+            link=link,
+            window_close=item["window_close"],
+            phone=settings.get(STUDY_PHONE),
+        )
+        message = Message(key.channel, contact.to, text.body, text.subject, str(key))
+        sender = channels.get(key.channel)
+    except HektaError as exc:  # nothing went out: a setting or a template failed
+        return "failed", str(exc)
+    except redcap.RedcapError as exc:  # nothing went out: REDCap refused the survey link
+        return "failed", f"REDCap: {str(exc)[:200]}"
+    return deliver(sender, message)
+
+
+def _survey_form(project: Project, fresh: pd.DataFrame, event: str) -> str:
+    """The survey the link opens: the event's first survey not yet submitted (REDCap's
+    auto-continue leads on to the next)."""
+    surveys = [u.form for u in project.study.instruments if u.survey and event in u.events]
+    if not surveys:
+        raise HektaError(f"no survey is collected at {event}: nothing to link to")
+    at = fresh[fresh[EVENT] == event] if EVENT in fresh.columns else fresh.iloc[0:0]
+    for form in surveys:
+        status = at.get(f"{form}_complete", pd.Series(dtype=str))
+        if not (status == "2").any():
+            return form
+    return surveys[0]
+
+
+def remind(
+    settings: Settings,
+    project: Project,
+    store: Store,
+    client: redcap.Project,
+    *,
+    now: dt.datetime,
+    dry_run: Path | None = None,
+) -> list[str]:
+    """What `hekta-redcap remind` and the daemon run: a pass, then (unless dry) the write-back
+    of every follow-up's state to REDCap, then the daily digests. One summary line each."""
+    channels = Channels.file(dry_run) if dry_run is not None else Channels.from_settings(settings)
+    result = run_pass(settings, project, store, client, now=now, channels=channels, dry_run=dry_run)
+    lines = [result.summary()]
+    policy = policy_of(project)
+    calendar = SendCalendar.from_policy(policy)
+    box = Outbox(store, project.name)
+    work = worklist(
+        project, store.raw_rows(project.name), box.history(), calendar.day(now), policy.language
+    )
+    if dry_run is None:
+        written = write_back(client, project, desired(project, work, calendar.zone))
+        lines.append(f"{project.name}: {written.summary()}")
+    digests = send_digests(settings, project, None if dry_run else box, work, now, channels)
+    if digests:
+        lines.append(f"{project.name}: {digests} digest e-mail(s) sent")
+    waiting = box.needing_a_person()
+    if waiting:
+        lines.append(
+            f"{project.name}: {len(waiting)} message(s) need a person to check "
+            "(hekta-redcap outbox --project " + project.name + ")"
+        )
+    return lines
