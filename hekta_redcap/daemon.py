@@ -1,5 +1,5 @@
-"""The daemon: sync, then validation (and, once they land, follow-up and reminders), each on
-its own interval, for years, unattended.
+"""The daemon: sync, then validation, then the reminder pass (with the follow-up write-back and
+the daily digests), each on its own interval, for years, unattended.
 
 One daemon per project at a time: a lock file beside the store says who runs, and a lock
 whose process is gone (or whose heartbeat stopped long ago) is taken over. SIGTERM or SIGINT
@@ -7,8 +7,8 @@ stops the loop after the step that is running, so a step is never cut short by a
 
     >>> run_daemon(Settings.load(), load_project("hekta"), once=True)   # one cycle
 
-Intervals come from the settings `HEKTA_SYNC_MINUTES` (default 15) and
-`HEKTA_VALIDATE_MINUTES` (default 60).
+Intervals come from the settings `HEKTA_SYNC_MINUTES` (default 15), `HEKTA_VALIDATE_MINUTES`
+(default 60) and `HEKTA_REMIND_MINUTES` (default 15; only for projects with a reminder policy).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ import schedule
 
 from hekta_redcap import sync
 from hekta_redcap.config import Settings
+from hekta_redcap.connection import connect
 from hekta_redcap.errors import HektaError
+from hekta_redcap.reminders import remind
 from hekta_redcap.store import Store, now
 from hekta_redcap.study import Project
 from hekta_redcap.validation import entry_links, validate_records, write_report
@@ -41,7 +43,11 @@ STALE_AFTER = dt.timedelta(minutes=30)  # a lock whose heartbeat is older is aba
 TICK_SECONDS = 1.0
 BEAT_EVERY = dt.timedelta(seconds=30)  # heartbeat while idle
 ALIVE_WITHIN = dt.timedelta(minutes=2)
-INTERVALS = {"sync": ("HEKTA_SYNC_MINUTES", 15), "validate": ("HEKTA_VALIDATE_MINUTES", 60)}
+INTERVALS = {
+    "sync": ("HEKTA_SYNC_MINUTES", 15),
+    "validate": ("HEKTA_VALIDATE_MINUTES", 60),
+    "remind": ("HEKTA_REMIND_MINUTES", 15),
+}
 
 
 def daemon_name(project: str) -> str:
@@ -131,10 +137,14 @@ def steps(settings: Settings, project: Project, store: Store, reports: Path) -> 
             f"problem(s), {result.advisories} advisory; report {html}"
         )
 
-    return [
-        Step(name, _minutes(settings, *INTERVALS[name]), action)
-        for name, action in (("sync", sync_step), ("validate", validate_step))
-    ]
+    def remind_step() -> str:
+        client = connect(settings, project.name)
+        return "; ".join(remind(settings, project, store, client, now=now()))
+
+    actions = [("sync", sync_step), ("validate", validate_step)]
+    if project.study.reminders is not None:
+        actions.append(("remind", remind_step))
+    return [Step(name, _minutes(settings, *INTERVALS[name]), action) for name, action in actions]
 
 
 def _minutes(settings: Settings, variable: str, default: int) -> int:

@@ -46,13 +46,15 @@ def trial(sandbox: SandboxServer, tmp_path: Path) -> Settings:
     return settings
 
 
-def test_one_cycle_syncs_then_validates(trial: Settings, tmp_path: Path) -> None:
+def test_one_cycle_syncs_validates_then_reminds(trial: Settings, tmp_path: Path) -> None:
     summaries = run_daemon(
         trial, load_project("hekta", LIBRARY), once=True, reports=tmp_path / "reports"
     )
-    assert len(summaries) == 2
+    assert len(summaries) == 3
     assert "sync" in summaries[0] and "2 record(s) requested" in summaries[0]
     assert "validated 2 record(s)" in summaries[1]
+    assert "reminders" in summaries[2] or "sent" in summaries[2]
+    assert "tracking value(s) written" in summaries[2]
     report = tmp_path / "reports" / "hekta" / "report.html"
     assert report.is_file() and str(report) in summaries[1]
     with Store.open(trial) as store:
