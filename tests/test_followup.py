@@ -4,15 +4,28 @@ the study file, and anchors read from an export."""
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
 from conftest import LIBRARY
 
-from hekta_redcap.followup import anchor_dates, schedule, shift
+from hekta_redcap.followup import (
+    HISTORY,
+    MAX_ATTEMPTS,
+    NO_CONTACT,
+    STATES,
+    add,
+    anchor_dates,
+    schedule,
+    shift,
+    state_labels,
+    worklist,
+)
 from hekta_redcap.study import Offset, load_project
 
 D = dt.date
+OSLO = ZoneInfo("Europe/Oslo")
 
 
 @pytest.mark.parametrize(
@@ -61,3 +74,193 @@ def test_anchor_dates_come_from_the_anchor_event() -> None:
         }
     )
     assert anchor_dates(project, rows).to_dict() == {"1": D(2026, 1, 31)}
+
+
+# -- states, next steps and the catch-up rule, on a pinned day --------------------------------
+
+RAND = D(2026, 1, 15)  # 6-month target 15 July 2026, window 17 June .. 9 September
+OPENS, TARGET, CLOSES = D(2026, 6, 17), D(2026, 7, 15), D(2026, 9, 9)
+SIX = "followup_6m_arm_1"
+SURVEYS = ("audit", "dudit", "substance_days", "hscl10", "phq9", "gad7", "life_satisfaction")
+
+
+def _rows(**baseline: str) -> list[dict[str, str]]:
+    """One participant: a baseline row (contact details, randomisation) and, where given, a
+    6-month row whose surveys are complete."""
+    complete = baseline.pop("complete", "")
+    base = {
+        "record_id": "1",
+        "redcap_event_name": "baseline_arm_1",
+        "redcap_repeat_instrument": "",
+        "rand_date": RAND.isoformat(),
+        "contact_mobile": "912 34 567",
+        "contact_email": "kari@example.org",
+        "contact_channel": "1",
+        "do_not_contact": "0",
+        "eos_status": "",
+        **baseline,
+    }
+    rows = [base]
+    if complete:
+        project = load_project("hekta", LIBRARY)
+        forms = [u.form for u in project.study.instruments if u.survey and SIX in u.events]
+        rows.append(
+            {
+                "record_id": "1",
+                "redcap_event_name": SIX,
+                "redcap_repeat_instrument": "",
+                **{f"{form}_complete": complete for form in forms},
+            }
+        )
+    return rows
+
+
+def _history(*taken: tuple[str, str, str, int, dt.datetime]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            ("1", SIX, step, channel, status, attempts, at)
+            for step, channel, status, attempts, at in taken
+        ],
+        columns=list(HISTORY),
+    )
+
+
+def _six(rows: list[dict[str, str]], as_of: dt.date, history: pd.DataFrame | None = None):
+    work = worklist(load_project("hekta", LIBRARY), rows, history, as_of, "en")
+    return work[work["event"] == SIX].iloc[0]
+
+
+def _at(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(10), tzinfo=OSLO)
+
+
+def test_the_window_comes_from_the_study_file() -> None:
+    row = _six(_rows(), D(2026, 6, 1))
+    assert (row["target_date"], row["window_open"], row["window_close"]) == (TARGET, OPENS, CLOSES)
+
+
+@pytest.mark.parametrize(
+    ("as_of", "history", "state"),
+    [
+        (OPENS - dt.timedelta(days=1), None, "not_due"),
+        (OPENS, None, "window_open"),
+        (OPENS + dt.timedelta(days=3), (("invite", "sms", "sent", 1, OPENS),), "reminded"),
+        (OPENS + dt.timedelta(days=3), (("invite", "sms", "maybe_sent", 1, OPENS),), "reminded"),
+        (OPENS + dt.timedelta(days=3), (("invite", "sms", "failed", 1, OPENS),), "window_open"),
+        (TARGET, None, "window_open"),  # the target day itself is not overdue
+        (TARGET + dt.timedelta(days=1), None, "overdue"),
+        (CLOSES, None, "overdue"),
+        (CLOSES + dt.timedelta(days=1), None, "missed"),
+    ],
+)
+def test_states_follow_the_clock(as_of: dt.date, history: tuple | None, state: str) -> None:
+    taken = _history(*[(*t[:4], _at(t[4])) for t in history]) if history else None
+    assert _six(_rows(), as_of, taken)["state"] == state
+
+
+@pytest.mark.parametrize(
+    ("baseline", "state", "reason"),
+    [
+        ({"complete": "2"}, "completed", ""),
+        ({"complete": "1"}, "window_open", ""),  # started is not complete
+        ({"eos_status": "2"}, "stopped", "withdrawn"),
+        ({"eos_status": "4"}, "stopped", "deceased"),
+        ({"do_not_contact": "1"}, "stopped", "do_not_contact"),
+        ({"contact_mobile": "12", "contact_email": "not-an-address"}, "stopped", NO_CONTACT),
+        ({"complete": "2", "eos_status": "2"}, "completed", ""),  # completed before withdrawing
+    ],
+)
+def test_completion_and_stop_rules(baseline: dict[str, str], state: str, reason: str) -> None:
+    row = _six(_rows(**baseline), OPENS + dt.timedelta(days=2))
+    assert (row["state"], row["stop_reason"]) == (state, reason)
+    if reason == NO_CONTACT:
+        assert row["next_action"] == "Update the contact details"
+
+
+def test_the_survey_timestamp_also_completes_a_form() -> None:
+    rows = _rows(complete="0")
+    rows[1] |= {f"{form}_timestamp": "2026-06-20 10:01:02" for form in SURVEYS}
+    rows[1] |= {f"{form}_complete": "2" for form in ("swls", "whoqol_bref", "eq5d5l")}
+    assert _six(rows, OPENS + dt.timedelta(days=5))["state"] == "completed"
+
+
+def test_next_steps_follow_the_policy() -> None:
+    first = _six(_rows(), OPENS - dt.timedelta(days=3))
+    assert (first["next_step"], first["next_due"], first["channel"]) == ("invite", OPENS, "sms")
+    sent = _history(("invite", "sms", "sent", 1, _at(OPENS)))
+    second = _six(_rows(), OPENS + dt.timedelta(days=1), sent)
+    assert (second["next_step"], second["next_due"]) == ("reminder", OPENS + dt.timedelta(days=7))
+    both = _history(
+        ("invite", "sms", "sent", 1, _at(OPENS)),
+        ("reminder", "sms", "sent", 1, _at(OPENS + dt.timedelta(days=7))),
+    )
+    third = _six(_rows(), OPENS + dt.timedelta(days=8), both)
+    assert (third["next_step"], third["next_due"]) == ("call", OPENS + dt.timedelta(days=14))
+    assert third["reminders_sent"] == 2
+
+
+def test_catch_up_shifts_later_steps_instead_of_a_burst() -> None:
+    """After downtime every step is past its planned day; only the first is due, and the next
+    keeps its planned gap after the day the first actually went out."""
+    late = OPENS + dt.timedelta(days=20)
+    row = _six(_rows(), late)
+    assert (row["next_step"], row["next_due"]) == ("invite", OPENS)
+    sent = _history(("invite", "sms", "sent", 1, _at(late)))
+    after = _six(_rows(), late + dt.timedelta(days=1), sent)
+    assert (after["next_step"], after["next_due"]) == ("reminder", late + dt.timedelta(days=7))
+
+
+def test_no_step_after_the_window_closes() -> None:
+    near_close = CLOSES - dt.timedelta(days=3)
+    sent = _history(("invite", "sms", "sent", 1, _at(near_close)))
+    row = _six(_rows(), near_close + dt.timedelta(days=1), sent)
+    assert row["next_step"] == "" and row["next_due"] is None
+    assert row["next_action"] == "Call the participant"  # overdue, nothing more to send
+
+
+def test_preferred_channel_and_fallback() -> None:
+    email = _six(_rows(contact_channel="2"), OPENS)
+    assert email["channel"] == "email"
+    fallback = _six(_rows(contact_channel="2", contact_email=""), OPENS)
+    assert fallback["channel"] == "sms"
+    call = _six(_rows(contact_channel="3"), OPENS)  # prefers a call: only the nurse's step
+    assert (call["channel"], call["next_step"]) == ("", "call")
+    assert call["next_due"] == OPENS + dt.timedelta(days=14)
+
+
+def test_refused_messages_are_retried_then_left_to_a_person() -> None:
+    once = _history(("invite", "sms", "failed", 1, _at(OPENS)))
+    assert _six(_rows(), OPENS + dt.timedelta(days=1), once)["next_step"] == "invite"
+    spent = _history(("invite", "sms", "failed", MAX_ATTEMPTS, _at(OPENS)))
+    row = _six(_rows(), OPENS + dt.timedelta(days=1), spent)
+    assert row["next_step"] == "reminder"
+    assert row["next_action"] == "The message was refused: check the contact details"
+
+
+def test_a_maybe_sent_message_is_for_a_person_to_check() -> None:
+    maybe = _history(("invite", "sms", "maybe_sent", 1, _at(OPENS)))
+    row = _six(_rows(), OPENS + dt.timedelta(days=8), maybe)
+    assert row["maybe_sent"] == 1
+    assert row["next_action"] == "Check whether the message was sent"
+
+
+def test_register_follow_ups_need_no_contact() -> None:
+    work = worklist(
+        load_project("hekta", LIBRARY), _rows(do_not_contact="1"), None, D(2027, 7, 20), "en"
+    )
+    register = work[work["event"] == "register_18m_arm_1"].iloc[0]
+    assert register["state"] == "overdue" and register["stop_reason"] == ""
+    assert register["next_action"] == "Enter the data" and register["next_step"] == ""
+
+
+def test_every_state_has_a_code_and_label_in_the_tracking_form() -> None:
+    labels = state_labels(load_project("hekta", LIBRARY), "nb")
+    assert set(labels) == set(STATES)
+    assert len({code for code, _ in labels.values()}) == len(STATES)
+    assert labels["overdue"][1] == "Forfalt"
+
+
+def test_add_matches_shift() -> None:
+    for start in (D(2025, 8, 31), D(2024, 2, 29), D(2026, 3, 28)):
+        for span in (Offset(months=6), Offset(months=18, days=-28), Offset(days=400)):
+            assert add(start, span) == shift(pd.Series([start]), span).iloc[0]
