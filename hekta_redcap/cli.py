@@ -607,7 +607,9 @@ def followups_command(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where --dry-run writes.",
 )
-@click.option("--now", "at", type=click.DateTime(), hidden=True)
+@click.option(  # pins the clock (tests, replays): ISO 8601 with its UTC offset
+    "--now", "at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z"]), hidden=True
+)
 @_definition_options
 @click.pass_context
 def remind_command(
