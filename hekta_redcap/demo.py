@@ -2,8 +2,9 @@
 
 Each step prints one line of what it did: lint the definitions, compile both projects, start
 the local REDCap-compatible server, create the projects on it through the API (plan and push),
-load a synthetic cohort into the trial project, run one daemon cycle (sync, then validation)
-and summarise what it found: records pulled, data problems (with the HTML report) and scores.
+load a synthetic cohort into the trial project, run one daemon cycle (sync, validation and a
+reminder pass into a file outbox) and summarise what it found: records pulled, data problems
+(with the HTML report), scores, the nurses' follow-up worklist and the reminders it sends.
 """
 
 from __future__ import annotations
@@ -16,17 +17,23 @@ from pathlib import Path
 import pandas as pd
 import redcap
 
+from hekta_redcap import worklist as lists
+from hekta_redcap.channels import FileOutbox
 from hekta_redcap.cohort import Cohort, generate
 from hekta_redcap.config import Settings
 from hekta_redcap.daemon import run_daemon
 from hekta_redcap.design import compile_design, write_design
 from hekta_redcap.dictionary import compile_project, write_csv
 from hekta_redcap.errors import HektaError
+from hekta_redcap.followup import policy_of, worklist
 from hekta_redcap.lint import lint_all
+from hekta_redcap.outbox import Outbox
+from hekta_redcap.reminders import run_pass
 from hekta_redcap.sandbox.provision import provision
 from hekta_redcap.sandbox.server import running
 from hekta_redcap.scoring import score_all
-from hekta_redcap.store import Store
+from hekta_redcap.sendtime import SendCalendar
+from hekta_redcap.store import Store, now
 from hekta_redcap.study import Project, available_projects, load_project
 
 TRIAL = "hekta"
@@ -63,7 +70,16 @@ def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str],
     with running(data_dir) as server:
         say(f"3. Local REDCap-compatible server running at {server.url} (data in {data_dir}).")
         provision(server, projects, env_file)
-        settings = Settings.load((env_file,), {"HEKTA_STORE": str(store)})
+        outbox = output / "outbox"
+        shutil.rmtree(outbox, ignore_errors=True)
+        settings = Settings.load(
+            (env_file,),
+            {  # every message goes to a file: nothing leaves the machine
+                "HEKTA_STORE": str(store),
+                "HEKTA_OUTBOX_DIR": str(outbox),
+                "HEKTA_DIGEST_TO": "studiesykepleier@example.org",
+            },
+        )
         for project in projects:
             client = redcap.Project(server.url, settings.token(project.name).reveal())
             say(f"4. {project.name} created on it through the API: {_summary(client, project)}")
@@ -77,8 +93,51 @@ def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str],
         )
         for line in run_daemon(settings, trial, once=True, reports=output / "reports"):
             say(f"6. Daemon cycle: {line}")
-    _problems(settings, cohort, say)
-    _scores(settings, trial, say)
+        _problems(settings, cohort, say)
+        _scores(settings, trial, say)
+        _followups(settings, trial, output, say)
+
+
+def _followups(
+    settings: Settings, project: Project, output: Path, say: Callable[[str], None]
+) -> None:
+    """The nurses' worklist and the reminders: those the daemon's pass wrote to the file outbox,
+    or, when it ran outside sending times, those a pass at the next sending time would send."""
+    policy = policy_of(project)
+    calendar = SendCalendar.from_policy(policy)
+    moment = now()
+    with Store.open(settings) as store:
+        history = Outbox(store, project.name).history()
+        work = worklist(project, store.raw_rows(project.name), history, calendar.day(moment))
+        target = output / "followup"
+        lists.write_csv(work, target / "worklist.csv")
+        html = target / "worklist.html"
+        html.write_text(
+            lists.render_html(project, work, "nb", calendar.day(moment)), encoding="utf-8"
+        )
+        lines = lists.table(project, work, "nb", calendar.day(moment)).splitlines()
+        say(f"9. Follow-up worklist ({len(lines) - 4} to act on; {html}, worklist.csv):")
+        for line in [*lines[:12], *(["   ..."] if len(lines) > 14 else []), lines[-1]]:
+            say(f"   {line}")
+        sent = FileOutbox(Path(settings.require("HEKTA_OUTBOX_DIR")))
+        messages, when = sent.read() if sent.path.exists() else [], "by the daemon's pass"
+        if not any(m["channel"] == "sms" for m in messages):
+            at = calendar.next_allowed(moment)
+            client = redcap.Project(settings.api_url, settings.token(project.name).reveal())
+            dry = output / "outbox-dry-run"
+            shutil.rmtree(dry, ignore_errors=True)
+            run_pass(settings, project, store, client, now=at, dry_run=dry)
+            messages, when = FileOutbox(dry).read(), f"by a pass at {at:%d.%m.%Y %H:%M}"
+    kinds = Counter(f"{m['key'].split('/')[3]} by {m['channel']}" for m in messages)
+    say(
+        f"10. Reminders written to the file outbox {when}: "
+        + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none")
+    )
+    sample = next((m for m in messages if m["channel"] == "sms"), None)
+    if sample is not None:
+        say(f"   For example, {sample['key']} says:")
+        for line in sample["body"].splitlines():
+            say(f"   | {line}")
 
 
 def _problems(settings: Settings, cohort: Cohort, say: Callable[[str], None]) -> None:

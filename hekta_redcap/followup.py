@@ -73,6 +73,7 @@ MAX_ATTEMPTS = 3
 HISTORY = ("record_id", "event", "step", "channel", "status", "attempts", "at")
 NO_CONTACT = "no_contact"
 EVENT = "redcap_event_name"
+REPEAT = "redcap_repeat_instrument"
 DAG = "redcap_data_access_group"
 
 _PHRASES = {
@@ -183,9 +184,19 @@ def policy_of(project: Project) -> ReminderPolicy:
 
 
 def frame_of(rows: list[dict[str, str]] | pd.DataFrame, project: Project) -> pd.DataFrame:
-    """A flat export as text with "" for blanks and the record id as text."""
-    frame = pd.DataFrame(rows).fillna("").astype(str)
+    """The columns of a flat export the follow-up reads (places, anchor, contact details, stop
+    rules, form status and survey timestamps), as text with "" for blanks."""
+    frame = pd.DataFrame(rows)
     record_id = project.study.record_id
+    wanted = {record_id, EVENT, REPEAT, DAG, _rules(project).anchor_field}
+    if project.study.reminders is not None:
+        wanted.update(contact_fields(project.study.reminders))
+    kept = [
+        c
+        for c in frame.columns
+        if c in wanted or c.endswith("_complete") or c.endswith("_timestamp")
+    ]
+    frame = frame[kept].fillna("").astype(str)
     if record_id not in frame.columns:
         frame[record_id] = pd.Series(dtype=str)
     return frame
@@ -196,8 +207,8 @@ def latest_values(project: Project, rows: pd.DataFrame, fields: list[str]) -> pd
     (contact details and end-of-study answers may be updated at any visit)."""
     record_id = project.study.record_id
     plain = rows
-    if "redcap_repeat_instrument" in rows.columns:
-        plain = rows[rows["redcap_repeat_instrument"] == ""]
+    if REPEAT in rows.columns:
+        plain = rows[rows[REPEAT] == ""]
     order = {e.unique_name: n for n, e in enumerate(project.study.events)}
     if EVENT in plain.columns:
         plain = plain.assign(_order=plain[EVENT].map(order).fillna(-1))
@@ -218,8 +229,8 @@ def completed(project: Project, rows: pd.DataFrame, followup: Followup) -> pd.In
         u.form for u in project.study.instruments if u.survey and followup.event in u.events
     ]
     at = rows[rows[EVENT] == followup.event] if EVENT in rows.columns else rows
-    if "redcap_repeat_instrument" in at.columns:
-        at = at[at["redcap_repeat_instrument"] == ""]
+    if REPEAT in at.columns:
+        at = at[at[REPEAT] == ""]
     done = pd.Series(True, index=at.index)
     for form in forms:
         status = at.get(f"{form}_complete", pd.Series("", index=at.index))
