@@ -139,7 +139,7 @@ def run_pass(
                 result.capped += 1
                 log("held", record=record, followup=event, step=step.name, reason="daily cap")
                 continue
-        fresh = frame_of(api.export_records(records=[record], **sync.EXPORT), project)
+        fresh = frame_of(api.export_records(records=[record], **sync.EXPORT), project, narrow=True)
         again = worklist(project, fresh, history, today, policy.language)
         again = again[again["event"] == event]
         reason = _changed(again, item)
