@@ -29,7 +29,7 @@ from typing import Literal
 from hekta_redcap import logic
 from hekta_redcap.design import unique_event_name
 from hekta_redcap.dictionary import DictRow, compile_project
-from hekta_redcap.errors import DefinitionError, Origin
+from hekta_redcap.errors import DefinitionError, HektaError, Origin
 from hekta_redcap.fieldtypes import (
     CHOICE_TYPES,
     FIELD_TYPES,
@@ -37,8 +37,11 @@ from hekta_redcap.fieldtypes import (
     parse_bound,
     parse_choices,
 )
+from hekta_redcap.followup import state_labels
 from hekta_redcap.instruments import Derived, Field, Instrument, Score
+from hekta_redcap.messages import CHANNELS, TEMPLATES_DIR, template_names
 from hekta_redcap.model import LANGUAGES
+from hekta_redcap.sendtime import SendCalendar
 from hekta_redcap.study import (
     FORMS_DIR,
     Project,
@@ -967,6 +970,77 @@ def _schedule(report: Report, project: Project, ctx: DictionaryContext) -> None:
                 f"follow-up event '{followup.event}' is not defined",
                 schedule.origin("followups", i),
             )
+        for form in followup.complete:
+            if form not in project.instruments or followup.event not in project.events_of(form):
+                report.error(
+                    "schedule",
+                    f"completion form '{form}' is not collected at '{followup.event}'",
+                    schedule.origin("followups", i, "complete"),
+                )
+
+
+def _reminders(report: Report, project: Project, ctx: DictionaryContext) -> None:
+    """The reminder policy and tracking form point at fields, events and templates that exist:
+    a reminder that cannot be rendered or addressed would fail at 9 o'clock on a weekday."""
+    study, fields = project.study, project.field_map()
+    schedule, policy = study.schedule, study.reminders
+    tracking = schedule.tracking if schedule else None
+    if tracking is not None:
+        for name in type(tracking).model_fields:
+            value = getattr(tracking, name)
+            if name != "form" and (value not in fields or fields[value][0].form != tracking.form):
+                report.error(
+                    "followup",
+                    f"tracking {name} '{value}' is not a field of '{tracking.form}'",
+                    tracking.origin(name),
+                )
+        try:
+            state_labels(project, "en")
+        except HektaError as exc:
+            report.error("followup", str(exc), tracking.origin("status"))
+    if policy is None:
+        return
+    if schedule is None:
+        report.error("followup", "a reminder policy needs a schedule", policy.origin())
+    try:
+        SendCalendar.from_policy(policy)
+    except HektaError as exc:
+        report.error("followup", exc.message, exc.origin or policy.origin())
+    contact = policy.contact
+    named = {"mobile": (contact.mobile, contact), "email": (contact.email, contact)}
+    if contact.preferred:
+        named["field"] = (contact.preferred.field, contact.preferred)
+    for key, (name, node) in named.items():
+        if name and name not in fields:
+            report.error("followup", f"contact field '{name}' does not exist", node.origin(key))
+    for i, rule in enumerate(policy.stop):
+        try:
+            refs = logic.references(logic.parse(rule.when))
+        except logic.LogicError as exc:
+            report.error("followup", f"stop rule '{rule.reason}': {exc}", policy.origin("stop", i))
+            continue
+        for ref in refs:
+            if ref.field and ref.field not in fields:
+                report.error(
+                    "followup",
+                    f"stop rule '{rule.reason}' reads '{ref.field}', which does not exist",
+                    policy.origin("stop", i),
+                )
+    present = template_names(project.root)
+    wanted = [
+        (s.template or s.name, c) for s in policy.steps if s.to == "participant" for c in CHANNELS
+    ]
+    if policy.digest is not None:
+        wanted.append((policy.digest.template, "email"))
+    for name, channel in wanted:
+        for language in LANGUAGES:
+            if (language, name, channel) not in present:
+                report.error(
+                    "followup",
+                    f"no template {language}/{name}.{channel}.j2 under "
+                    f"{project.root / TEMPLATES_DIR}",
+                    policy.origin("steps"),
+                )
 
 
 def _sex_and_codes(report: Report, project: Project, ctx: DictionaryContext) -> None:
@@ -1021,6 +1095,7 @@ STUDY_RULES: list[Callable[[Report, Project, DictionaryContext], None]] = [
     _events,
     _mapping,
     _schedule,
+    _reminders,
     _sex_and_codes,
 ]
 
