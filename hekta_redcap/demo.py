@@ -4,7 +4,8 @@ Each step prints one line of what it did: lint the definitions, compile both pro
 the local REDCap-compatible server, create the projects on it through the API (plan and push),
 load a synthetic cohort into the trial project, run one daemon cycle (sync, validation and a
 reminder pass into a file outbox) and summarise what it found: records pulled, data problems
-(with the HTML report), scores, the nurses' follow-up worklist and the reminders it sends.
+(with the HTML report), scores, the nurses' follow-up worklist and the reminders it sends; then
+write the analysts' long export with its codebook, CONSORT flow diagram and manifest.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hekta_redcap.daemon import run_daemon
 from hekta_redcap.design import compile_design, write_design
 from hekta_redcap.dictionary import compile_project, write_csv
 from hekta_redcap.errors import HektaError
+from hekta_redcap.export.job import run_export
 from hekta_redcap.followup import policy_of, worklist
 from hekta_redcap.lint import lint_all
 from hekta_redcap.outbox import Outbox
@@ -96,6 +98,17 @@ def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str],
         _problems(settings, cohort, say)
         _scores(settings, trial, say)
         _followups(settings, trial, output, say)
+    _export(settings, trial, output, say)
+
+
+def _export(settings: Settings, project: Project, output: Path, say: Callable[[str], None]) -> None:
+    """The analysts' long export with its codebook, flow report and manifest."""
+    target = output / "export"
+    shutil.rmtree(target, ignore_errors=True)
+    exported = run_export(settings, project, "long", "csv", target, language="nb")
+    say(f"11. Analyst export (long, CSV, de-identified) in {target}:")
+    for line in exported.summary():
+        say(f"   {line}")
 
 
 def _followups(
