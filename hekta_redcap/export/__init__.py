@@ -16,7 +16,15 @@ work uses, with a manifest an analysis can cite (docs/exports.md).
 """
 
 from hekta_redcap.export.deid import Pseudonyms, check_outside, kept_fields
-from hekta_redcap.export.formats import FORMATS, Format, fitted_names, integer_codes, write_tables
+from hekta_redcap.export.formats import (
+    FORMATS,
+    Format,
+    fitted_names,
+    integer_codes,
+    labels_document,
+    statistics_frame,
+    write_tables,
+)
 from hekta_redcap.export.frames import (
     LANGUAGES,
     OUTCOMES,
@@ -48,6 +56,8 @@ __all__ = [
     "fitted_names",
     "integer_codes",
     "kept_fields",
+    "labels_document",
+    "statistics_frame",
     "timepoints",
     "write_manifest",
     "write_tables",

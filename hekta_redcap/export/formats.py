@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
+import openpyxl
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -174,11 +175,13 @@ def _cut(text: str, limit: int, in_bytes: bool) -> str:
     return text + ELLIPSIS
 
 
-def _coded(values: pd.Series, recode: dict[str, int] | None) -> pd.Series:
-    """A categorical's codes as numbers (its integer codes, or their numbers in `recode`)."""
-    text = values.astype("string")
-    numbers = text.map(recode) if recode else pd.to_numeric(text)
-    return numbers.astype("Float64")
+def _numbers(values: pd.Series, recode: dict[str, int] | None) -> np.ndarray:
+    """A categorical's codes as numbers (the integer codes, or their numbers in `recode`);
+    NaN where missing."""
+    categories = values.cat.categories
+    numbers = [recode[str(c)] for c in categories] if recode else [int(c) for c in categories]
+    lookup = np.append(np.asarray(numbers, dtype=float), np.nan)  # code -1 (missing) -> NaN
+    return lookup[values.cat.codes.to_numpy()]
 
 
 def _label_key(key: object, recode: dict[str, int] | None) -> int | float:
@@ -190,27 +193,35 @@ def _label_key(key: object, recode: dict[str, int] | None) -> int | float:
 # -- statistics formats ---------------------------------------------------------------------------
 
 
-def _statistical(table: Table, fmt: Literal["sav", "dta"], directory: Path) -> list[Path]:
-    limits = _LIMITS[fmt]
+def statistics_frame(
+    table: Table, fmt: Literal["sav", "dta"]
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The table as pyreadstat writes it for `fmt`: names fitted, codes and booleans as numbers,
+    dates and date-times counted as the format counts them, missing text empty; and the
+    display format of each date and date-time column."""
     recoded = integer_codes(table)
     data, formats = {}, {}
     for column, values in table.frame.items():
         column = str(column)
         kind = values.dtype
         if isinstance(kind, pd.CategoricalDtype):
-            data[column] = _coded(values, recoded.get(column)).to_numpy(float, na_value=np.nan)
+            data[column] = _numbers(values, recoded.get(column))
         elif pd.api.types.is_datetime64_any_dtype(kind):
             data[column], formats[column] = _clock(values, fmt, column in table.dates)
         elif pd.api.types.is_bool_dtype(kind) or pd.api.types.is_numeric_dtype(kind):
             data[column] = values.astype("Float64").to_numpy(float, na_value=np.nan)
         else:
             data[column] = values.astype(object).where(values.notna(), "")
-    frame = pd.DataFrame(data, index=table.frame.index)
     renamed = fitted_names(table, fmt)
-    frame = frame.rename(columns=renamed)
+    frame = pd.DataFrame(data, index=table.frame.index).rename(columns=renamed)
+    return frame, {renamed.get(c, c): shown for c, shown in formats.items()}
+
+
+def _statistical(table: Table, fmt: Literal["sav", "dta"], directory: Path) -> list[Path]:
+    limits, recoded, renamed = _LIMITS[fmt], integer_codes(table), fitted_names(table, fmt)
+    frame, formats = statistics_frame(table, fmt)
     labels = [
-        _cut(table.labels.get(c, ""), limits.label, limits.label_bytes)
-        for c in map(str, table.frame)
+        _cut(table.labels.get(str(c), ""), limits.label, limits.label_bytes) for c in table.frame
     ]
     value_labels = {
         renamed.get(column, column): {
@@ -227,7 +238,7 @@ def _statistical(table: Table, fmt: Literal["sav", "dta"], directory: Path) -> l
             str(path),
             column_labels=labels,
             variable_value_labels=value_labels,
-            variable_format={renamed.get(c, c): f for c, f in formats.items()},
+            variable_format=formats,
         )
     except pyreadstat.ReadstatError as exc:
         raise HektaError(f"table {table.name}: cannot write {fmt}: {exc}") from None
@@ -275,8 +286,10 @@ def _as_codes(table: Table, booleans: Literal["numbers", "keep"]) -> pd.DataFram
     data = {}
     for column, values in table.frame.items():
         if isinstance(values.dtype, pd.CategoricalDtype):
-            text = values.astype("string")
-            data[column] = pd.to_numeric(text).astype("Int64") if _integer_coded(values) else text
+            if _integer_coded(values):
+                data[column] = pd.Series(_numbers(values, None), index=values.index).astype("Int64")
+            else:
+                data[column] = values.astype("string")
         elif column in table.dates:
             data[column] = _dates(values)
         elif pd.api.types.is_bool_dtype(values.dtype) and booleans == "numbers":
@@ -318,24 +331,24 @@ def _parquet(table: Table, directory: Path) -> list[Path]:
 
 
 def _xlsx(table: Table, directory: Path) -> list[Path]:
-    path = directory / f"{table.name}.xlsx"
-    variables = pd.DataFrame(
-        {
-            "variable": list(table.labels),
-            "label": list(table.labels.values()),
-            "values": [
-                "; ".join(f"{_json_key(k)} = {v}" for k, v in table.value_labels.get(c, {}).items())
-                for c in table.labels
-            ],
-        }
-    )
+    """Written row by row in openpyxl's write-only mode (pandas' `to_excel` builds every cell
+    in memory first, and takes twice as long)."""
     data = _as_codes(table, "keep").astype(object)
     data = data.where(data.notna(), None)
-    with pd.ExcelWriter(
-        path, engine="openpyxl", date_format="YYYY-MM-DD", datetime_format="YYYY-MM-DD HH:MM"
-    ) as writer:
-        data.to_excel(writer, sheet_name="data", index=False)
-        variables.to_excel(writer, sheet_name="variables", index=False)
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("data")
+    sheet.append(list(map(str, data.columns)))
+    for row in data.itertuples(index=False, name=None):
+        sheet.append(row)
+    sheet = book.create_sheet("variables")
+    sheet.append(["variable", "label", "values"])
+    for column, label in table.labels.items():
+        labelled = table.value_labels.get(column, {})
+        sheet.append(
+            [column, label, "; ".join(f"{_json_key(k)} = {v}" for k, v in labelled.items())]
+        )
+    path = directory / f"{table.name}.xlsx"
+    book.save(path)
     return [path]
 
 
