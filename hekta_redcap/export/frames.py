@@ -35,7 +35,7 @@ from hekta_redcap.export.deid import Pseudonyms, kept_fields
 from hekta_redcap.instruments import Field, Instrument
 from hekta_redcap.scoring import required_columns, score_frame, scored_forms
 from hekta_redcap.study import Event, Project
-from hekta_redcap.validation.layout import DAG, EVENT, INSTANCE, Layout
+from hekta_redcap.validation.layout import DAG, EVENT, INSTANCE, REPEAT, Layout
 from hekta_redcap.validation.reading import answers, cast, detect_codes, validation_of
 
 logger = logging.getLogger("hekta_redcap.export")
@@ -221,6 +221,12 @@ def _complete(project: Project, rows: pd.DataFrame) -> pd.DataFrame:
     return rows.reindex(columns=[*rows.columns, *absent], fill_value="") if absent else rows
 
 
+def _column(typed: pd.DataFrame, name: str) -> pd.Series:
+    """A place or form status column; an export without rows (or without repeat rows) has
+    none, and gets it blank."""
+    return typed.get(name, pd.Series(pd.NA, index=typed.index, dtype="Int64"))
+
+
 def _broadcast(values: pd.Series, record: pd.Series) -> pd.Series:
     """Each record's first known value on all of the record's rows (dtype kept)."""
     known = values.notna().to_numpy()
@@ -288,7 +294,7 @@ class _Reading:
         )
         self.labels[EVENT] = words["event"]
         self.values[EVENT] = {e.unique_name: self._event_label(e) for e in study.events}
-        self.data[INSTANCE] = typed[INSTANCE]
+        self.data[INSTANCE] = _column(typed, INSTANCE)
         self.labels[INSTANCE] = words["instance"]
         if DAG in typed:
             self.data[DAG] = _broadcast(typed[DAG], typed[self.record_id])
@@ -351,7 +357,7 @@ class _Reading:
     def _status(self, instrument: Instrument, typed: pd.DataFrame) -> list[str]:
         column = f"{instrument.form}_complete"
         codes = ["0", "1", "2"]
-        status = typed[column].astype("string")
+        status = _column(typed, column).astype("string")
         self.data[column] = pd.Series(
             pd.Categorical(status, categories=codes, ordered=True), index=typed.index
         )
@@ -507,7 +513,9 @@ class _Reading:
         return tables
 
     def outcomes(self) -> Table:
-        frame = outcomes.employment_outcomes(self.project, self.layout.raw, OUTCOME_MONTHS)
+        layout = self.layout  # its places are blank where the export has no such column
+        rows = layout.raw.assign(**{REPEAT: layout.repeat, INSTANCE: layout.instance})
+        frame = outcomes.employment_outcomes(self.project, rows, OUTCOME_MONTHS)
         nb_en = {c: texts[LANGUAGES.index(self.lang)] for c, texts in _OUTCOME_LABELS.items()}
         labels = {
             self.record_id: self.labels[self.record_id],
