@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -44,45 +45,41 @@ METADATA_KEY = b"hekta_redcap"
 ELLIPSIS = "…"
 
 
+@dataclass(frozen=True)
 class _Limits:
-    """What a statistics format allows in names and labels."""
+    """What a statistics format allows in names and labels (lengths in characters, or in
+    UTF-8 bytes where `*_in_bytes`)."""
 
-    def __init__(
-        self,
-        name: int,
-        name_bytes: bool,
-        pattern: str,
-        reserved: frozenset[str],
-        label: int,
-        value_label: int,
-        label_bytes: bool,
-    ) -> None:
-        self.name, self.name_bytes, self.pattern = name, name_bytes, re.compile(pattern)
-        self.reserved, self.label, self.value_label = reserved, label, value_label
-        self.label_bytes = label_bytes
+    name: int
+    name_in_bytes: bool
+    pattern: re.Pattern[str]
+    reserved: frozenset[str]
+    label: int
+    value_label: int
+    label_in_bytes: bool
 
 
 _LIMITS = {
     "dta": _Limits(
-        32,
-        False,
-        r"[A-Za-z_][A-Za-z0-9_]*",
-        frozenset(
+        name=32,
+        name_in_bytes=False,
+        pattern=re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+        reserved=frozenset(
             "_all _b byte _coef _cons double float if in int long _n _N _pi _pred _rc _skip "
             "strL using with".split()
         ),
-        80,
-        32000,
-        False,
+        label=80,
+        value_label=32000,
+        label_in_bytes=False,
     ),
     "sav": _Limits(
-        64,
-        True,
-        r"[A-Za-z@#$][A-Za-z0-9_.@#$]*",
-        frozenset("all and by eq ge gt le lt ne not or to with".split()),
-        256,
-        120,
-        True,
+        name=64,
+        name_in_bytes=True,
+        pattern=re.compile(r"[A-Za-z@#$][A-Za-z0-9_.@#$]*"),
+        reserved=frozenset("all and by eq ge gt le lt ne not or to with".split()),
+        label=256,
+        value_label=120,
+        label_in_bytes=True,
     ),
 }
 
@@ -140,7 +137,7 @@ def fitted_names(table: Table, fmt: Literal["sav", "dta"]) -> dict[str, str]:
                 "(rename the field in the definitions)"
             )
         limit = limits.name - (digits if column in table.value_labels else 0)
-        if _size(column, limits.name_bytes) > limit:
+        if _size(column, limits.name_in_bytes) > limit:
             renamed[column] = _shorten(column, limit)
     names = set(map(str, table.frame.columns)) - set(renamed)
     for column, short in renamed.items():
@@ -221,11 +218,13 @@ def _statistical(table: Table, fmt: Literal["sav", "dta"], directory: Path) -> l
     limits, recoded, renamed = _LIMITS[fmt], integer_codes(table), fitted_names(table, fmt)
     frame, formats = statistics_frame(table, fmt)
     labels = [
-        _cut(table.labels.get(str(c), ""), limits.label, limits.label_bytes) for c in table.frame
+        _cut(table.labels.get(str(c), ""), limits.label, limits.label_in_bytes) for c in table.frame
     ]
     value_labels = {
         renamed.get(column, column): {
-            _label_key(key, recoded.get(column)): _cut(text, limits.value_label, limits.label_bytes)
+            _label_key(key, recoded.get(column)): _cut(
+                text, limits.value_label, limits.label_in_bytes
+            )
             for key, text in labelled.items()
         }
         for column, labelled in table.value_labels.items()
