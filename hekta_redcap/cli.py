@@ -21,7 +21,7 @@ import click
 import redcap
 import yaml
 
-from hekta_redcap import __version__, demo
+from hekta_redcap import __version__
 from hekta_redcap.config import Settings
 from hekta_redcap.connection import connect, failure
 from hekta_redcap.deploy import apply_plan, write_bundle
@@ -381,6 +381,8 @@ def sandbox_init(
 @_definition_options
 def demo_command(output: Path, root: Path, overlay_dir: Path | None) -> None:
     """Run the main job end to end on the local REDCap-compatible server."""
+    from hekta_redcap import demo
+
     demo.run(root, overlay_dir, output, click.echo)
 
 

@@ -395,12 +395,20 @@ def next_step(
 ) -> NextStep | None:
     """The first step of the policy not yet taken, and the local date it is due (see the
     module docstring: after its planned day, and the planned gap after the previous step
-    actually sent); None when every step is taken or the next would fall after the window."""
+    actually sent); None when every step is taken or the next would fall after the window.
+    Once a message has been refused `MAX_ATTEMPTS` times no further participant step is taken
+    (the address does not work): the nurse's steps follow."""
     by_step = {t.step: t for t in history}
+    to_participant = {s.name for s in policy.steps if s.to == "participant"}
+    refused = any(
+        t.step in to_participant and t.status == "failed" and t.attempts >= MAX_ATTEMPTS
+        for t in history
+    )
+    reachable = contact is not None and bool(contact.channel) and not refused
     previous: tuple[ReminderStep, dt.date] | None = None
     for step in policy.steps:
-        if step.to == "participant" and (contact is None or not contact.channel):
-            continue  # nobody to message: the nurse's steps follow
+        if step.to == "participant" and not reachable:
+            continue  # nobody to message (or the provider keeps refusing): the nurse's steps
         row = by_step.get(step.name)
         planned = add(opens, step.after)
         if row is not None and (row.status in TAKEN or row.attempts >= MAX_ATTEMPTS):

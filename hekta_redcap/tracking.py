@@ -79,7 +79,7 @@ def write_back(client: redcap.Project, project: Project, wanted: pd.DataFrame) -
     if "redcap_repeat_instrument" in current.columns:
         current = current[current["redcap_repeat_instrument"].fillna("") == ""]
     merged = wanted.merge(
-        current.reindex(columns=keys + fields).fillna(""),
+        current.reindex(columns=keys + fields, fill_value="").fillna(""),
         on=keys,
         how="left",
         suffixes=("", "_now"),

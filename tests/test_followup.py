@@ -233,7 +233,7 @@ def test_refused_messages_are_retried_then_left_to_a_person() -> None:
     assert _six(_rows(), OPENS + dt.timedelta(days=1), once)["next_step"] == "invite"
     spent = _history(("invite", "sms", "failed", MAX_ATTEMPTS, _at(OPENS)))
     row = _six(_rows(), OPENS + dt.timedelta(days=1), spent)
-    assert row["next_step"] == "reminder"
+    assert row["next_step"] == "call"  # no reminder of an invite that never arrived
     assert row["next_action"] == "The message was refused: check the contact details"
 
 
