@@ -233,12 +233,17 @@ def completed(project: Project, rows: pd.DataFrame, followup: Followup) -> pd.In
     at = rows[rows[EVENT] == followup.event] if EVENT in rows.columns else rows
     if REPEAT in at.columns:
         at = at[at[REPEAT] == ""]
-    done = pd.Series(True, index=at.index)
-    for form in forms:
-        status = at.get(f"{form}_complete", pd.Series("", index=at.index))
-        stamp = at.get(f"{form}_timestamp", pd.Series("", index=at.index))
-        done &= (status == "2") | stamp.str.match(r"\d{4}-\d{2}-\d{2}")
-    return pd.Index(at.loc[done, record_id].astype(str).unique()) if forms else pd.Index([])
+    if not forms:
+        return pd.Index([])
+    status = at.reindex(columns=[f"{f}_complete" for f in forms], fill_value="")
+    stamps = at.reindex(columns=[f"{f}_timestamp" for f in forms], fill_value="")
+    # a submitted survey's timestamp is a date and time; otherwise blank or "[not completed]"
+    submitted = _SUBMITTED(stamps.to_numpy(dtype=object)).astype(bool)
+    done = ((status.to_numpy(dtype=object) == "2") | submitted).all(axis=1)
+    return pd.Index(at.loc[done, record_id].astype(str).unique())
+
+
+_SUBMITTED = np.frompyfunc(lambda stamp: stamp[:1].isdigit(), 1, 1)
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,8 @@ def run_pass(
                 log("held", record=record, followup=event, step=step.name, reason="daily cap")
                 continue
         fresh = frame_of(api.export_records(records=[record], **sync.EXPORT), project, narrow=True)
-        again = worklist(project, fresh, history, today, policy.language)
+        mine = history[history["record_id"] == record]
+        again = worklist(project, fresh, mine, today, policy.language)
         again = again[again["event"] == event]
         reason = _changed(again, item)
         if reason:
