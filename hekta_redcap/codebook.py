@@ -26,6 +26,7 @@ import pandas as pd
 
 from hekta_redcap import outcomes, scoring
 from hekta_redcap.errors import HektaError
+from hekta_redcap.export.deid import exported_forms, kept_fields
 from hekta_redcap.fieldtypes import checkbox_column
 from hekta_redcap.instruments import Derived, Field, Instrument, Score
 from hekta_redcap.model import LANGUAGES, Text
@@ -79,11 +80,11 @@ _WORDS: dict[str, tuple[str, str]] = {
     "type": ("Type", "Type"),
     "codes": ("Koder", "Codes"),
     "events": ("Hendelser", "Events"),
-    "identifier": ("Identifikator", "Identifier"),
-    "identifier_yes": (
-        "ja – fjernes fra avidentifiserte eksporter",
-        "yes – dropped from de-identified exports",
-    ),
+    "identifier": ("Avidentifisert eksport", "De-identified exports"),
+    "identifier_yes": ("fjernes (identifikator)", "dropped (identifier)"),
+    "notes_dropped": ("fjernes (fritekst)", "dropped (free text)"),
+    "form_dropped": ("eksporteres ikke (oppfølgingsstatus)", "never exported (follow-up status)"),
+    "kept": ("med", "kept"),
     "no": ("nei", "no"),
     "none": ("ingen", "none"),
     "yes": ("ja", "yes"),
@@ -350,6 +351,7 @@ class Variable:
     details: tuple[Detail, ...] = ()
     events: tuple[Code, ...] = ()
     identifier: bool = False
+    dropped: str = ""  # why a de-identified export leaves it out ("" when it keeps it)
     counts: tuple[Count, ...] = ()
 
 
@@ -451,6 +453,8 @@ class _Builder:
         self, project: Project, language: str, words: dict[str, str], frame: pd.DataFrame
     ) -> None:
         self.project = project
+        self.exported = set(exported_forms(project))
+        self.kept = kept_fields(project, identifiers=False)
         self.language = language
         self.words = words
         self.frame = frame
@@ -521,8 +525,17 @@ class _Builder:
             details=self.field_details(field),
             events=held.events,
             identifier=field.identifier,
+            dropped=self.dropped(instrument, field),
             counts=counts,
         )
+
+    def dropped(self, instrument: Instrument, field: Field) -> str:
+        """Why a de-identified export leaves the field out (the export's own rules), or ""."""
+        if instrument.form not in self.exported:
+            return self.words["form_dropped"]
+        if field.name in self.kept or field.name == self.project.study.record_id:
+            return ""
+        return self.words["identifier_yes" if field.identifier else "notes_dropped"]
 
     def codes(self, instrument: Instrument, field: Field) -> tuple[Code, ...]:
         if field.type in _BUILT_IN:

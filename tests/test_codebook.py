@@ -114,7 +114,13 @@ def test_types_events_and_identifiers_come_from_the_definitions(
     page = books["en"][1]
     for name in identifiers:
         row = page[page.index(f'id="var-{name}"') :].split("</tr>")[0]
-        assert "dropped from de-identified exports" in row
+        assert "dropped (identifier)" in row
+    notes = page[page.index('id="var-eos_comment"') :].split("</tr>")[0]
+    assert "dropped (free text)" in notes
+    tracking = page[page.index('id="var-fu_status"') :].split("</tr>")[0]
+    assert "never exported (follow-up status)" in tracking
+    kept = page[page.index('id="var-rand_group"') :].split("</tr>")[0]
+    assert "dropped" not in kept and "kept" in kept
 
 
 def test_choice_codes_and_labels_in_definition_order(project: Project, books: dict) -> None:

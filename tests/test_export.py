@@ -25,6 +25,7 @@ from hekta_redcap.export import (
     assessment_date,
     build_tables,
     definitions_hash,
+    exported_forms,
     fitted_names,
     timepoints,
     write_manifest,
@@ -201,13 +202,13 @@ def test_timepoints_must_differ(project: Project) -> None:
 def test_instruments_give_tidy_tables_without_empty_rows(
     project: Project, rows: pd.DataFrame, instruments: dict[str, Table]
 ) -> None:
-    assert list(instruments) == [*project.forms, "employment_outcomes"]
+    assert list(instruments) == [*exported_forms(project), "employment_outcomes"]
+    assert "followup_tracking" not in instruments  # the reminder service's, not research data
     jobs = instruments["job_episode"].frame
     assert list(jobs.columns[:3]) == KEYS
     assert len(jobs) == (rows["redcap_repeat_instrument"] == "job_episode").sum()
     assert not jobs[KEYS].duplicated().any()
     assert list(instruments["phq9"].frame.columns[:2]) == KEYS[:2]
-    assert instruments["followup_tracking"].frame.empty  # never started in the cohort
     benefits = instruments["benefits"].frame
     plain = rows[rows["redcap_repeat_instrument"] == ""]
     assert len(benefits) == len(plain) - 1  # record 4 never started it at 6 months
@@ -268,7 +269,7 @@ def test_types_come_from_the_definitions(project: Project, long: list[Table]) ->
         elif field.type in ("text", "notes"):
             assert isinstance(kind, pd.StringDtype), field.name
         checked += 1
-    assert checked > 150
+    assert checked > 140  # every field the long table holds (no identifiers, notes or tracking)
     assert frame["benefit_types___1"].dtype == "boolean"
     assert table.labels["benefit_types___2"].endswith(": Uføretrygd")
     assert frame["phq9_complete"].dtype == pd.CategoricalDtype(["0", "1", "2"], ordered=True)
@@ -458,3 +459,35 @@ def test_a_name_a_format_cannot_hold_is_an_error() -> None:
         fitted_names(table, "dta")
     with pytest.raises(HektaError, match="variable 'with' is not a valid sav name"):
         fitted_names(table, "sav")
+
+
+def test_the_reminder_services_rows_and_free_text_stay_out(
+    project: Project, rows: pd.DataFrame
+) -> None:
+    """A follow-up event where only the tracking form was written (the reminder service does
+    that before anyone is assessed) gives no row; notes fields need identifiers=True."""
+    tracked = pd.concat(
+        [
+            rows,
+            pd.DataFrame(
+                [
+                    {
+                        "record_id": "1",
+                        "redcap_event_name": "register_18m_arm_1",
+                        "fu_status": "1",
+                        "fu_nurse_notes": "Ring etter kl. 12",
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    ).fillna("")
+    table = build_tables(project, tracked, "long")[0].frame
+    assert not (
+        (table["record_id"] == "1") & (table["redcap_event_name"] == "register_18m_arm_1")
+    ).any()
+    assert not any(c.startswith("fu_") for c in table.columns)
+    notes = [f.name for _, f in project.fields() if f.type == "notes" and not f.identifier]
+    assert notes and not set(notes) & set(table.columns)
+    everything = build_tables(project, tracked, "long", identifiers=True)[0].frame
+    assert set(notes) - {"fu_nurse_notes"} <= set(everything.columns)

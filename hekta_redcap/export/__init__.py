@@ -15,7 +15,7 @@ work uses, with a manifest an analysis can cite (docs/exports.md).
 `employment_outcomes`; fields flagged `identifier` are left out unless `identifiers=True`.
 """
 
-from hekta_redcap.export.deid import Pseudonyms, check_outside, kept_fields
+from hekta_redcap.export.deid import Pseudonyms, check_outside, exported_forms, kept_fields
 from hekta_redcap.export.formats import (
     FORMATS,
     Format,
@@ -53,6 +53,7 @@ __all__ = [
     "build_tables",
     "check_outside",
     "definitions_hash",
+    "exported_forms",
     "fitted_names",
     "integer_codes",
     "kept_fields",

@@ -30,15 +30,24 @@ PREFIX = "P"  # a pseudonym never reads as a number (CSV readers would make 0012
 RANDOM_BYTES = 5  # 10 hexadecimal digits: 10^12 pseudonyms, drawn again on a collision
 
 
+def exported_forms(project: Project) -> list[str]:
+    """The forms an export holds: all but the follow-up tracking form, which the reminder
+    service writes for the nurses (operational state and their notes, not research data)."""
+    rules = project.study.schedule
+    tracking = rules.tracking.form if rules and rules.tracking else None
+    return [form for form in project.forms if form != tracking]
+
+
 def kept_fields(project: Project, identifiers: bool) -> set[str]:
     """The fields an export holds: all but descriptive ones and the record id (a key of every
-    table), less those flagged `identifier` unless `identifiers`."""
+    table), less those flagged `identifier` and free-text notes (which may name people, as
+    REDCap's own de-identified exports assume) unless `identifiers`."""
     return {
         f.name
         for _, f in project.fields()
         if f.type != "descriptive"
         and f.name != project.study.record_id
-        and (identifiers or not f.identifier)
+        and (identifiers or not (f.identifier or f.type == "notes"))
     }
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 
 from hekta_redcap import outcomes
 from hekta_redcap.errors import HektaError
-from hekta_redcap.export.deid import Pseudonyms, kept_fields
+from hekta_redcap.export.deid import Pseudonyms, exported_forms, kept_fields
 from hekta_redcap.instruments import Field, Instrument
 from hekta_redcap.scoring import required_columns, score_frame, scored_forms
 from hekta_redcap.study import Event, Project
@@ -262,7 +262,8 @@ class _Reading:
         self._keys(typed)
         scores = self._scores(invalid)
         kept = kept_fields(project, identifiers)
-        for form, instrument in project.instruments.items():
+        for form in exported_forms(project):
+            instrument = project.instruments[form]
             names: list[str] = []
             for f in instrument.fields:
                 if f.name in kept:
@@ -445,7 +446,7 @@ class _Reading:
         return pd.DataFrame({c: source[c] for c in columns})[rows.to_numpy()]
 
     def _plain_forms(self) -> list[str]:
-        return [form for form in self.project.forms if not self.layout.repeating(form)]
+        return [f for f in exported_forms(self.project) if not self.layout.repeating(f)]
 
     def _head(self) -> list[str]:
         """The participant's columns: record id, data access group (if exported), group."""
@@ -505,7 +506,7 @@ class _Reading:
     def instruments(self) -> list[Table]:
         """One table per instrument, on the rows where it was started."""
         tables = []
-        for form in self.project.forms:
+        for form in exported_forms(self.project):
             keys = [self.record_id, EVENT] + ([INSTANCE] if self.layout.repeating(form) else [])
             columns = keys + self.columns[form]
             frame = pd.DataFrame({c: self.data[c] for c in columns})
