@@ -144,3 +144,33 @@ def test_a_person_resolves_a_maybe_sent_message(synced: Settings, tmp_path: Path
         env=dict(settings.values),
     )  # fmt: skip
     assert wrong.exit_code != 0 and "no message needing a check has the key nope" in wrong.output
+
+
+def test_each_group_gets_its_own_digest_once_a_day(tmp_path: Path) -> None:
+    from hekta_redcap.channels import Channels
+    from hekta_redcap.digest import send_digests
+    from hekta_redcap.followup import worklist
+
+    project = load_project("hekta", LIBRARY)
+    rows = [
+        {"record_id": r, "redcap_event_name": "baseline_arm_1", "redcap_repeat_instrument": "",
+         "redcap_data_access_group": dag, "rand_date": "2026-05-20", "contact_mobile": "91234567",
+         "contact_channel": "1", "do_not_contact": "0"}
+        for r, dag in (("1", "oslo"), ("2", "bergen"))
+    ]  # fmt: skip
+    settings = Settings(
+        {"HEKTA_DIGEST_TO": "koordinator@example.org", "HEKTA_DIGEST_TO_OSLO": "oslo@example.org"}
+    )
+    before, at = (dt.datetime(2026, 11, 23, h, tzinfo=OSLO) for h in (7, 8))
+    work = worklist(project, rows, None, at.date())
+    channels = Channels.file(tmp_path)
+    with Store(tmp_path / "store.sqlite3") as store:
+        box = Outbox(store, "hekta")
+        assert send_digests(settings, project, box, work, before, channels) == 0  # before 07:30
+        assert send_digests(settings, project, box, work, at, channels) == 2
+        assert send_digests(settings, project, box, work, at, channels) == 0  # once a day
+    sent = {m["to"]: m["body"] for m in channels.get("email").read()}
+    assert set(sent) == {"koordinator@example.org", "oslo@example.org"}
+    assert "ID 1," in sent["oslo@example.org"] and "ID 2," not in sent["oslo@example.org"]
+    assert "ID 1," in sent["koordinator@example.org"] and "ID 2," in sent["koordinator@example.org"]
+    assert "91234567" not in "".join(sent.values())  # record ids only
