@@ -1,16 +1,51 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redcap
 from sandbox_support import Handle, seed_project
+from werkzeug.serving import make_server
 
+from hekta_redcap import sync
+from hekta_redcap.cohort import generate
+from hekta_redcap.config import Settings
+from hekta_redcap.sandbox.provision import provision
 from hekta_redcap.sandbox.server import SandboxServer, running
+from hekta_redcap.study import load_project
 
 REPO = Path(__file__).resolve().parents[1]
 LIBRARY = REPO / "instruments"
+
+
+@contextmanager
+def serving(app: Callable[..., object]) -> Iterator[str]:
+    """A WSGI app served on 127.0.0.1 (a free port) for the block: its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def synced_trial(sandbox: SandboxServer, where: Path, participants: int, seed: int) -> Settings:
+    """Settings for a new trial project on the local server holding a synthetic cohort,
+    synced into a store under `where`."""
+    project = load_project("hekta", LIBRARY)
+    provision(sandbox, [project], where / "env")
+    settings = Settings.load((where / "env",), {"HEKTA_STORE": str(where / "store.sqlite3")})
+    client = redcap.Project(sandbox.url, settings.token("hekta").reveal())
+    generate(project, participants, seed=seed).load(client)
+    sync.run(settings, "hekta")
+    return settings
 
 
 @pytest.fixture

@@ -10,30 +10,18 @@ from pathlib import Path
 import pandas as pd
 import pyreadstat
 import pytest
-import redcap
 from click.testing import CliRunner
-from conftest import LIBRARY
+from conftest import synced_trial
 
-from hekta_redcap import sync
 from hekta_redcap.cli import cli
-from hekta_redcap.cohort import generate
 from hekta_redcap.config import Settings
-from hekta_redcap.sandbox.provision import provision
 from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.study import load_project
 
 
 @pytest.fixture(scope="module")
 def synced(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    where = tmp_path_factory.mktemp("export")
-    project = load_project("hekta", LIBRARY)
-    provision(sandbox, [project], where / "env")
-    settings = Settings.load((where / "env",), {"HEKTA_STORE": str(where / "store.sqlite3")})
-    generate(project, 40, seed=21).load(
-        redcap.Project(sandbox.url, settings.token("hekta").reveal())
-    )
-    sync.run(settings, "hekta")
-    return settings
+    """A provisioned trial with 40 synthetic participants, synced into a store."""
+    return synced_trial(sandbox, tmp_path_factory.mktemp("export"), 40, 21)
 
 
 def _export(settings: Settings, *args: str) -> CliRunner:

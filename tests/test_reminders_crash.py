@@ -36,8 +36,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redcap
 from click.testing import CliRunner
-from conftest import LIBRARY, REPO
-from werkzeug.serving import make_server
+from conftest import LIBRARY, REPO, serving
 from werkzeug.wrappers import Request, Response
 
 from hekta_redcap import sync
@@ -146,13 +145,8 @@ class Gateway:
 @pytest.fixture
 def gateway() -> Iterator[tuple[Gateway, str]]:
     app = Gateway(random.Random(SEED + 1))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield app, f"http://127.0.0.1:{server.server_port}/v1/sms"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(app) as url:
+        yield app, f"{url}/v1/sms"
 
 
 class Zygote:

@@ -20,7 +20,6 @@ import json
 import logging
 import re
 import socket
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,8 +32,7 @@ import pytest
 import redcap
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
-from conftest import LIBRARY, edit
-from werkzeug.serving import make_server
+from conftest import LIBRARY, edit, serving
 from werkzeug.wrappers import Request, Response
 
 from hekta_redcap import sync
@@ -169,13 +167,8 @@ def free_port() -> int:
 @pytest.fixture
 def gateway() -> Iterator[tuple[Gateway, str]]:
     app = Gateway()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield app, f"http://127.0.0.1:{server.server_port}/v1/sms"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(app) as url:
+        yield app, f"{url}/v1/sms"
 
 
 @pytest.fixture

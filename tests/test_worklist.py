@@ -11,17 +11,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import redcap
 from click.testing import CliRunner
-from conftest import LIBRARY
+from conftest import LIBRARY, synced_trial
 
-from hekta_redcap import sync
 from hekta_redcap.cli import cli
-from hekta_redcap.cohort import generate
 from hekta_redcap.config import Settings
 from hekta_redcap.followup import STATES
 from hekta_redcap.outbox import Key, Outbox
-from hekta_redcap.sandbox.provision import provision
 from hekta_redcap.sandbox.server import SandboxServer
 from hekta_redcap.store import Store
 from hekta_redcap.study import load_project
@@ -36,15 +32,7 @@ CSV_HEADER = [
 @pytest.fixture(scope="module")
 def synced(sandbox: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A provisioned trial with 80 synthetic participants, synced into a store."""
-    where = tmp_path_factory.mktemp("worklist")
-    project = load_project("hekta", LIBRARY)
-    provision(sandbox, [project], where / "env")
-    settings = Settings.load((where / "env",), {"HEKTA_STORE": str(where / "store.sqlite3")})
-    generate(project, 80, seed=11).load(
-        redcap.Project(sandbox.url, settings.token("hekta").reveal())
-    )
-    sync.run(settings, "hekta")
-    return settings
+    return synced_trial(sandbox, tmp_path_factory.mktemp("worklist"), 80, 11)
 
 
 def _run(settings: Settings, *args: str) -> str:
