@@ -126,6 +126,30 @@ _WITHOUT_JOB = {
 }
 
 
+# Short variable labels of the outcome table (`outcome_definitions` has the definitions
+# for the codebook; a variable label must fit Stata's 80 characters).
+OUTCOME_LABELS = {
+    "any_competitive_job": (
+        "Ordinær jobb innen {m} måneder",
+        "Any competitive job within {m} months",
+    ),
+    "days_to_first_job": ("Dager til første ordinære jobb", "Days to the first competitive job"),
+    "days_worked": ("Dager i ordinær jobb", "Days worked in competitive jobs"),
+    "weeks_worked": ("Uker i ordinær jobb", "Weeks worked in competitive jobs"),
+    "total_hours": ("Arbeidstimer i ordinær jobb", "Hours worked in competitive jobs"),
+    "earnings": ("Bruttolønn i ordinær jobb (kr)", "Earnings from competitive jobs (NOK)"),
+    "longest_job_days": (
+        "Dager i den lengste ordinære jobben",
+        "Days in the longest competitive job",
+    ),
+    "worked_20h_week": (
+        "Ordinær jobb med 20 timer per uke eller mer",
+        "Competitive job of 20+ h/week",
+    ),
+}
+OUTCOME_MONTHS = 18  # the primary outcome's window: 18 months from randomisation
+
+
 def outcome_definitions(months: int = 18) -> dict[str, dict[str, str]]:
     """One-sentence definitions of the outcome columns in bokmål and English, for a window of
     `months` months (the codebook shows them). The first outcome defines the window and a

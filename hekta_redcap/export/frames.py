@@ -95,29 +95,6 @@ _WORDS = {
     },
 }
 
-# Short variable labels of the outcome table (`outcomes.OUTCOME_DEFINITIONS` has the definitions
-# for the codebook; a variable label must fit Stata's 80 characters).
-_OUTCOME_LABELS = {
-    "any_competitive_job": (
-        "Ordinær jobb innen {m} måneder",
-        "Any competitive job within {m} months",
-    ),
-    "days_to_first_job": ("Dager til første ordinære jobb", "Days to the first competitive job"),
-    "days_worked": ("Dager i ordinær jobb", "Days worked in competitive jobs"),
-    "weeks_worked": ("Uker i ordinær jobb", "Weeks worked in competitive jobs"),
-    "total_hours": ("Arbeidstimer i ordinær jobb", "Hours worked in competitive jobs"),
-    "earnings": ("Bruttolønn i ordinær jobb (kr)", "Earnings from competitive jobs (NOK)"),
-    "longest_job_days": (
-        "Dager i den lengste ordinære jobben",
-        "Days in the longest competitive job",
-    ),
-    "worked_20h_week": (
-        "Ordinær jobb med 20 timer per uke eller mer",
-        "Competitive job of 20+ h/week",
-    ),
-}
-OUTCOME_MONTHS = 18
-
 
 @dataclass
 class Table:
@@ -516,12 +493,14 @@ class _Reading:
     def outcomes(self) -> Table:
         layout = self.layout  # its places are blank where the export has no such column
         rows = layout.raw.assign(**{REPEAT: layout.repeat, INSTANCE: layout.instance})
-        frame = outcomes.employment_outcomes(self.project, rows, OUTCOME_MONTHS)
-        nb_en = {c: texts[LANGUAGES.index(self.lang)] for c, texts in _OUTCOME_LABELS.items()}
+        frame = outcomes.employment_outcomes(self.project, rows, outcomes.OUTCOME_MONTHS)
+        nb_en = {
+            c: texts[LANGUAGES.index(self.lang)] for c, texts in outcomes.OUTCOME_LABELS.items()
+        }
         labels = {
             self.record_id: self.labels[self.record_id],
             "group": self.labels[GROUP],
-            **{c: text.format(m=OUTCOME_MONTHS) for c, text in nb_en.items()},
+            **{c: text.format(m=outcomes.OUTCOME_MONTHS) for c, text in nb_en.items()},
         }
         yes_no = {True: self.words["yes"], False: self.words["no"]}
         values = {
