@@ -150,7 +150,7 @@ OUTCOME_LABELS = {
 OUTCOME_MONTHS = 18  # the primary outcome's window: 18 months from randomisation
 
 
-def outcome_definitions(months: int = 18) -> dict[str, dict[str, str]]:
+def outcome_definitions(months: int = OUTCOME_MONTHS) -> dict[str, dict[str, str]]:
     """One-sentence definitions of the outcome columns in bokmål and English, for a window of
     `months` months (the codebook shows them). The first outcome defines the window and a
     competitive job; the others refer to both."""
@@ -220,7 +220,9 @@ def outcome_definitions(months: int = 18) -> dict[str, dict[str, str]]:
 OUTCOME_DEFINITIONS = outcome_definitions()
 
 
-def employment_outcomes(project: Project, rows: pd.DataFrame, months: int = 18) -> pd.DataFrame:
+def employment_outcomes(
+    project: Project, rows: pd.DataFrame, months: int = OUTCOME_MONTHS
+) -> pd.DataFrame:
     """One row per randomised participant (a readable anchor date), in export order, with
     `OUTCOME_COLUMNS` typed as `OUTCOME_DTYPES` (see the module docstring for the rules).
 
