@@ -7,9 +7,10 @@ and for each, in order of due date:
 1. re-reads the record from REDCap and re-computes its follow-up: completed, withdrawn or
    changed since the last sync? Then the step is skipped, with the reason logged;
 2. holds the per-participant daily cap and the send calendar (hours, quiet days, holidays);
-3. writes the intent to the outbox and commits it, fetches the survey link from REDCap, sends,
-   and records the provider's answer (outbox.py says what happens when the process dies
-   between the two).
+3. fetches the survey link from REDCap and renders the message (a failure here sends and
+   records nothing: the step stays due and the log says why), writes the intent to the outbox
+   and commits it, sends, and records the provider's answer (outbox.py says what happens when
+   the process dies between the two).
 
 The caller holds the project's daemon lock (one pass at a time), so intents found at the start
 are from a process that died, and become "maybe sent".
@@ -30,10 +31,10 @@ import pandas as pd
 import redcap
 
 from hekta_redcap import sync
-from hekta_redcap.channels import Channels, Message
+from hekta_redcap.channels import Channel, Channels, Message
 from hekta_redcap.config import Settings
 from hekta_redcap.digest import send_digests
-from hekta_redcap.errors import HektaError
+from hekta_redcap.errors import ConfigError, HektaError
 from hekta_redcap.followup import (
     EVENT,
     contact_fields,
@@ -70,6 +71,7 @@ class PassResult:
     maybe_sent: int = 0
     skipped: int = 0
     capped: int = 0
+    unprepared: int = 0  # could not be prepared (no link, no template ...): due again next pass
     orphaned: int = 0
     quiet: str = ""  # why nothing may be sent now, if so
     dry_run: bool = False
@@ -87,6 +89,8 @@ class PassResult:
             f"{self.skipped} skipped",
             f"{self.capped} held by the daily cap",
         ]
+        if self.unprepared:
+            parts.append(f"{self.unprepared} could not be prepared (see the log; due again)")
         if self.orphaned:
             parts.append(f"{self.orphaned} interrupted earlier, now listed as maybe sent")
         return f"{self.project}: " + ", ".join(parts)
@@ -150,6 +154,16 @@ def run_pass(
             continue
         channel = again.iloc[0]["channel"] if participant else TASK
         key = Key(project.name, record, event, step.name, channel)
+        if participant:  # all that can fail before anything goes out, before the intent
+            try:
+                sender, message = _prepare(api, channels, project, settings, fresh, item, key)
+            except ConfigError:
+                raise  # no channel configured: the whole pass cannot send
+            except (HektaError, redcap.RedcapError) as exc:
+                result.unprepared += 1
+                reason = str(exc).splitlines()[0][:200]
+                log("unprepared", record=record, followup=event, step=step.name, reason=reason)
+                continue
         if dry_run is None and not box.intend(key, item.next_due, now):
             result.skipped += 1
             log("skipped", record=record, followup=event, step=step.name, reason="already taken")
@@ -161,7 +175,7 @@ def run_pass(
             result.planned.append(str(key))
             log("task", record=record, followup=event, step=step.name)
             continue
-        status, answer = _send(api, channels, project, settings, fresh, again.iloc[0], key)
+        status, answer = deliver(sender, message)
         counted[record] += 1
         if dry_run is None:
             box.answer(key, status, answer, now)
@@ -188,42 +202,36 @@ def _changed(again: pd.DataFrame, planned: object) -> str:
     return ""
 
 
-def _send(
+def _prepare(
     api: sync.Retrying,
     channels: Channels,
     project: Project,
     settings: Settings,
     fresh: pd.DataFrame,
-    item: pd.Series,
+    item: object,
     key: Key,
-) -> tuple[str, str]:
-    """Render and send one participant message, addressed from the freshly read record:
-    (outbox status, provider's answer)."""
+) -> tuple[Channel, Message]:
+    """The channel and the rendered message, addressed from the freshly read record, with the
+    survey link REDCap gives now. Raises HektaError or RedcapError; nothing is sent."""
     policy = policy_of(project)
     step = next(s for s in policy.steps if s.name == key.step)
-    try:
-        latest = latest_values(project, fresh, contact_fields(policy))
-        contact = contact_of(policy, latest.iloc[0])
-        if contact is None or contact.channel != key.channel:
-            return "failed", "contact details changed while sending"
-        form = _survey_form(project, fresh, key.event)
-        link = api.export_survey_link(record=key.record, instrument=form, event=key.event)
-        text = render(
-            project.root,
-            step.template or step.name,
-            key.channel,
-            policy.language,
-            link=link,
-            window_close=item["window_close"],
-            phone=settings.get(STUDY_PHONE),
-        )
-        message = Message(key.channel, contact.to, text.body, text.subject, str(key))
-        sender = channels.get(key.channel)
-    except HektaError as exc:  # nothing went out: a setting or a template failed
-        return "failed", str(exc)
-    except redcap.RedcapError as exc:  # nothing went out: REDCap refused the survey link
-        return "failed", f"REDCap: {str(exc)[:200]}"
-    return deliver(sender, message)
+    latest = latest_values(project, fresh, contact_fields(policy))
+    contact = contact_of(policy, latest.iloc[0])
+    if contact is None or contact.channel != key.channel:
+        raise HektaError("the contact details changed while preparing the message")
+    form = _survey_form(project, fresh, key.event)
+    link = api.export_survey_link(record=key.record, instrument=form, event=key.event)
+    text = render(
+        project.root,
+        step.template or step.name,
+        key.channel,
+        policy.language,
+        link=link,
+        window_close=item.window_close,  # type: ignore[attr-defined]
+        phone=settings.get(STUDY_PHONE),
+    )
+    sender = channels.get(key.channel)
+    return sender, Message(key.channel, contact.to, text.body, text.subject, str(key))
 
 
 def _survey_form(project: Project, fresh: pd.DataFrame, event: str) -> str:

@@ -71,6 +71,8 @@ def test_a_dry_run_writes_the_file_outbox_and_records_nothing(
     synced: Settings, tmp_path: Path
 ) -> None:
     dry = tmp_path / "dry"
+    with Store.open(synced) as store:
+        before = Outbox(store, "hekta").history()
     out = _run(
         synced, "remind", "--project", "hekta", "--dry-run", "--outbox-dir", str(dry),
         "--now", "2026-11-23T10:00:00+01:00",
@@ -80,7 +82,7 @@ def test_a_dry_run_writes_the_file_outbox_and_records_nothing(
     assert written and all(m["key"].startswith("hekta/") for m in written)
     assert len({m["key"] for m in written}) == len(written)
     with Store.open(synced) as store:
-        assert Outbox(store, "hekta").history().empty
+        assert Outbox(store, "hekta").history().equals(before)
 
 
 def test_quiet_hours_send_nothing(synced: Settings, tmp_path: Path) -> None:
@@ -162,3 +164,35 @@ def test_each_group_gets_its_own_digest_once_a_day(tmp_path: Path) -> None:
     assert "ID 1," in sent["oslo@example.org"] and "ID 2," not in sent["oslo@example.org"]
     assert "ID 1," in sent["koordinator@example.org"] and "ID 2," in sent["koordinator@example.org"]
     assert "91234567" not in "".join(sent.values())  # record ids only
+
+
+def test_a_message_that_cannot_be_prepared_is_not_recorded(
+    synced: Settings, library: Path, tmp_path: Path
+) -> None:
+    """No template (or no survey link): nothing is sent or recorded, so the step stays due."""
+    for channel in ("sms", "email"):
+        (library / "templates" / "nb" / f"invite.{channel}.j2").unlink()
+    settings = {**synced.values, "HEKTA_OUTBOX_DIR": str(tmp_path)}
+    result = CliRunner().invoke(
+        cli,
+        ["remind", "--project", "hekta", "--definitions", str(library),
+         "--now", "2026-11-23T10:00:00+01:00"],
+        env=settings,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "0 sent" in result.output and "could not be prepared" in result.output
+    with Store.open(synced) as store:
+        history = Outbox(store, "hekta").history()
+    assert not history["channel"].isin(["sms", "email"]).any()
+
+
+def test_no_configured_channel_stops_the_pass_before_any_intent(synced: Settings) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["remind", "--project", "hekta", "--now", "2026-11-23T10:00:00+01:00"],
+        env={**synced.values, "HEKTA_OUTBOX_DIR": ""},
+    )
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "HEKTA_SMS_URL" in result.output or "HEKTA_SMTP_HOST" in result.output
+    with Store.open(synced) as store:
+        assert not Outbox(store, "hekta").history()["channel"].isin(["sms", "email"]).any()
