@@ -33,6 +33,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -373,12 +374,16 @@ class Taken:
 
 
 def _taken(history: pd.DataFrame, policy: ReminderPolicy) -> dict[tuple[str, str], list[Taken]]:
-    steps = {s.name for s in policy.steps}
+    """The outbox rows per record and event, with times in the policy's zone (a step's day is
+    a local day)."""
+    steps, zone = {s.name for s in policy.steps}, ZoneInfo(policy.timezone)
     grouped: dict[tuple[str, str], list[Taken]] = {}
     for row in history.itertuples(index=False):
         if row.step not in steps:
             continue
-        at = pd.Timestamp(row.at).to_pydatetime() if row.at not in (None, "") else None
+        at = None
+        if row.at is not None and not pd.isna(row.at) and row.at != "":
+            at = pd.Timestamp(row.at).to_pydatetime().astimezone(zone)
         grouped.setdefault((str(row.record_id), row.event), []).append(
             Taken(row.step, row.channel, row.status, int(row.attempts or 0), at)
         )

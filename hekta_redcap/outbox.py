@@ -30,7 +30,8 @@ import pandas as pd
 from hekta_redcap.channels import Channel, Message, NotSent
 from hekta_redcap.errors import HektaError
 from hekta_redcap.followup import HISTORY, MAX_ATTEMPTS, TAKEN
-from hekta_redcap.store import Store, stamp
+from hekta_redcap.store import Store
+from hekta_redcap.store import stamp as _stamp
 
 PARTICIPANT_CHANNELS = ("sms", "email")
 TASK = "task"  # the channel of a nurse task: nothing is sent, the worklist shows it
@@ -72,6 +73,12 @@ def deliver(channel: Channel, message: Message) -> tuple[str, str]:
         return "failed", str(exc)
     except Exception as exc:
         return "maybe_sent", f"outcome unknown: {type(exc).__name__}"
+
+
+def stamp(moment: dt.datetime) -> str:
+    """Times in UTC, so that the text compares in time order whatever zone wrote it (the daily
+    cap compares them)."""
+    return _stamp(moment.astimezone(dt.UTC))
 
 
 class Outbox:

@@ -264,3 +264,11 @@ def test_add_matches_shift() -> None:
     for start in (D(2025, 8, 31), D(2024, 2, 29), D(2026, 3, 28)):
         for span in (Offset(months=6), Offset(months=18, days=-28), Offset(days=400)):
             assert add(start, span) == shift(pd.Series([start]), span).iloc[0]
+
+
+def test_a_steps_day_is_the_local_day_it_went_out() -> None:
+    """Sent at 23:30 UTC on 19 June = 01:30 in Oslo on the 20th: the reminder's gap counts from
+    the 20th."""
+    late = dt.datetime(2026, 6, 19, 23, 30, tzinfo=dt.UTC)
+    row = _six(_rows(), D(2026, 6, 21), _history(("invite", "sms", "sent", 1, late)))
+    assert (row["next_step"], row["next_due"]) == ("reminder", D(2026, 6, 27))

@@ -196,3 +196,14 @@ def test_no_configured_channel_stops_the_pass_before_any_intent(synced: Settings
     assert "HEKTA_SMS_URL" in result.output or "HEKTA_SMTP_HOST" in result.output
     with Store.open(synced) as store:
         assert not Outbox(store, "hekta").history()["channel"].isin(["sms", "email"]).any()
+
+
+def test_the_daily_cap_counts_local_days_whatever_zone_wrote_the_time(tmp_path: Path) -> None:
+    """00:30 in Oslo on 23 November is 23:30 UTC on the 22nd: it counts on the 23rd."""
+    with Store(tmp_path / "store.sqlite3") as store:
+        box = Outbox(store, "hekta")
+        key = Key("hekta", "7", "followup_6m_arm_1", "invite", "sms")
+        box.intend(key, None, dt.datetime(2026, 11, 22, 23, 30, tzinfo=dt.UTC))
+        day = [dt.datetime(2026, 11, d, tzinfo=OSLO) for d in (22, 23, 24)]
+        assert box.sent_on("7", day[0], day[1]) == 0
+        assert box.sent_on("7", day[1], day[2]) == 1
