@@ -138,7 +138,7 @@ def run_pass(
         participant = step.to == "participant"
         if participant:
             if record not in counted:
-                counted[record] = box.sent_on(record, day_start, day_end) if not dry_run else 0
+                counted[record] = box.sent_on(record, day_start, day_end)  # a read: dry too
             if counted[record] >= policy.daily_cap:
                 result.capped += 1
                 log("held", record=record, followup=event, step=step.name, reason="daily cap")
