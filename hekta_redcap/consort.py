@@ -50,7 +50,7 @@ from hekta_redcap.followup import anchor_dates, completed, frame_of, latest_valu
 from hekta_redcap.instruments import Field, Instrument
 from hekta_redcap.logic_frame import evaluate_frame, truth
 from hekta_redcap.model import LANGUAGES
-from hekta_redcap.study import Project, Schedule
+from hekta_redcap.study import Followup, Project, Schedule
 
 # The fields the study file has no pointer to (instruments/forms/consent.yaml, randomization.yaml
 # and end_of_study.yaml): the one place this module names them.
@@ -219,7 +219,7 @@ def flow(
         "randomised": by_group(pd.Series(True, index=records)),
     }
     plan = schedule(project, anchors[~anchors.index.duplicated()])
-    for followup in rules.followups:
+    for followup in _assessments(rules):
         closes = plan[plan["event"] == followup.event].set_index("record_id")["window_close"]
         state = _states(
             records.isin(completed(project, frame, followup)),
@@ -242,7 +242,7 @@ def flow(
         table=table.astype("Int64"),
         retention=_retention(table, rules, columns),
         labels=labels,
-        followups=tuple(f.event for f in rules.followups),
+        followups=tuple(f.event for f in _assessments(rules)),
         as_of=as_of,
         language=language,
     )
@@ -334,6 +334,12 @@ def _states(
     )
 
 
+def _assessments(rules: Schedule) -> list[Followup]:
+    """The follow-ups where participants are assessed (register steps, `contact: false`, are
+    not: their data come from the registers whether or not anyone is reached)."""
+    return [f for f in rules.followups if f.contact]
+
+
 def _labels(project: Project, rules: Schedule, language: str) -> dict[str, str]:
     instrument, field = _field(project, GROUP)
     labels = dict(_LABELS[language])
@@ -342,7 +348,7 @@ def _labels(project: Project, rules: Schedule, language: str) -> dict[str, str]:
     by_code = {c.code: eos.choice_label(c, language) for c in eos.choices_of(status)}
     labels |= {key: by_code[code] for key, code in _ending_codes(project).items()}
     events = {e.unique_name: e for e in project.study.events}
-    for followup in rules.followups:
+    for followup in _assessments(rules):
         event = events.get(followup.event)
         text = event.label.get(language) if event and event.label else None
         labels[followup.event] = text or (event.name if event else followup.event)
@@ -353,7 +359,7 @@ def _labels(project: Project, rules: Schedule, language: str) -> dict[str, str]:
 
 def _retention(table: pd.DataFrame, rules: Schedule, columns: list[str]) -> pd.DataFrame:
     rows = []
-    for followup in rules.followups:
+    for followup in _assessments(rules):
         months = followup.target.months + followup.target.days * 12 / 365.25
         for column in [*columns, TOTAL]:
             due = (
