@@ -32,6 +32,7 @@ from hekta_redcap import sync
 from hekta_redcap.config import Settings
 from hekta_redcap.connection import connect
 from hekta_redcap.errors import HektaError
+from hekta_redcap.outbox import Outbox
 from hekta_redcap.reminders import remind
 from hekta_redcap.store import Store, now
 from hekta_redcap.study import Project
@@ -238,12 +239,18 @@ class Status:
     problems: int
     alive: bool
     beat: str
+    to_check: int = 0  # reminders a person must check (maybe sent, or refused)
 
     def render(self, project: str) -> str:
         lines = [f"{project}: daemon {'alive' if self.alive else 'not running'} ({self.beat})"]
         lag = f"{self.lag.total_seconds() / 60:.0f} min" if self.lag is not None else "never synced"
         lines.append(f"  lag since the last successful sync: {lag}")
         lines.append(f"  open data problems: {self.problems}")
+        if self.to_check:
+            lines.append(
+                f"  reminders a person must check: {self.to_check} "
+                f"(hekta-redcap outbox --project {project})"
+            )
         lines.append("  last runs:" if self.runs else "  no sync runs yet")
         lines += [f"    {r.started:%Y-%m-%d %H:%M} {r.outcome:6} {r.summary()}" for r in self.runs]
         return "\n".join(lines)
@@ -261,4 +268,5 @@ def status(settings: Settings, project: str, runs: int = 5) -> Status:
             and (now() - beat.beat < ALIVE_WITHIN or _running_here(beat.pid))
         )
         shown = f"last beat {beat.beat:%Y-%m-%d %H:%M:%S}, {beat.state}" if beat else "no heartbeat"
-        return Status(last, lag, len(store.open_problems(project)), alive, shown)
+        checks = len(Outbox(store, project).needing_a_person())
+        return Status(last, lag, len(store.open_problems(project)), alive, shown, checks)

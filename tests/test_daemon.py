@@ -19,9 +19,10 @@ from conftest import LIBRARY, REPO
 from hekta_redcap.cli import cli
 from hekta_redcap.config import Settings
 from hekta_redcap.daemon import Locked, daemon_lock, run_daemon, status
+from hekta_redcap.outbox import Key, Outbox
 from hekta_redcap.sandbox.provision import provision
 from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.store import Store
+from hekta_redcap.store import Store, now
 from hekta_redcap.study import load_project
 
 
@@ -137,3 +138,11 @@ def test_status_command(trial: Settings, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["status", "--project", "hekta"], env=dict(trial.values))
     assert result.exit_code == 0, result.output
     assert "daemon not running" in result.output and "open data problems:" in result.output
+    assert "must check" not in result.output
+    with Store.open(trial) as store:  # a send whose outcome is unknown is shown to the operator
+        box = Outbox(store, "hekta")
+        key = Key("hekta", "1", "followup_6m_arm_1", "invite", "sms")
+        box.intend(key, None, now())
+        box.answer(key, "maybe_sent", "outcome unknown: ReadTimeout", now())
+    result = CliRunner().invoke(cli, ["status", "--project", "hekta"], env=dict(trial.values))
+    assert "reminders a person must check: 1" in result.output
