@@ -32,6 +32,7 @@ from hekta_redcap import sync
 from hekta_redcap.config import Settings
 from hekta_redcap.connection import connect
 from hekta_redcap.errors import HektaError
+from hekta_redcap.logline import line
 from hekta_redcap.outbox import Outbox
 from hekta_redcap.reminders import remind
 from hekta_redcap.store import Store, now
@@ -188,11 +189,13 @@ def run_daemon(
             done.append(summary)
             if say is None:  # structured: the summary holds counts and paths, never values
                 logger.info(
-                    "event=step project=%s step=%s outcome=%s summary=%s",
-                    project.name,
-                    step.name,
-                    outcome,
-                    json.dumps(summary, ensure_ascii=False),
+                    line(
+                        "step",
+                        project=project.name,
+                        step=step.name,
+                        outcome=outcome,
+                        summary=summary,
+                    )
                 )
             else:
                 say(summary)

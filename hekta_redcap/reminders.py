@@ -44,6 +44,7 @@ from hekta_redcap.followup import (
     policy_of,
     worklist,
 )
+from hekta_redcap.logline import line
 from hekta_redcap.messages import render
 from hekta_redcap.outbox import TASK, Key, Outbox, deliver
 from hekta_redcap.sendtime import SendCalendar
@@ -58,8 +59,8 @@ STUDY_PHONE = "HEKTA_STUDY_PHONE"  # the number participants may call, shown in 
 
 
 def log(event: str, **fields: object) -> None:
-    """A structured log line: record ids, steps and counts only, never addresses or texts."""
-    logger.info(" ".join([f"event=reminder.{event}", *(f"{k}={v}" for k, v in fields.items())]))
+    """A structured log line (logline.py): record ids, steps and reasons, never addresses."""
+    logger.info(line(f"reminder.{event}", **fields))
 
 
 @dataclass

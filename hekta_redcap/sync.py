@@ -65,6 +65,7 @@ import requests
 from hekta_redcap.config import Settings
 from hekta_redcap.connection import connect, failure
 from hekta_redcap.errors import ConfigError, HektaError
+from hekta_redcap.logline import line
 from hekta_redcap.plan import Live
 from hekta_redcap.store import Staged, Store, SyncRun, now, row_key
 
@@ -104,8 +105,8 @@ class BadExport(Exception):
 
 
 def log(event: str, **fields: object) -> None:
-    """A structured log line: counts, kinds and record ids only, never values or tokens."""
-    logger.info(" ".join([f"event={event}", *(f"{k}={v}" for k, v in fields.items())]))
+    """A structured log line (logline.py): counts, kinds and record ids only."""
+    logger.info(line(event, **fields))
 
 
 # -- calling REDCap ----------------------------------------------------------------------------
