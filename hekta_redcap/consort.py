@@ -49,6 +49,7 @@ from hekta_redcap.fieldtypes import checkbox_column
 from hekta_redcap.followup import anchor_dates, completed, frame_of, latest_values, schedule
 from hekta_redcap.instruments import Field, Instrument
 from hekta_redcap.logic_frame import evaluate_frame, truth
+from hekta_redcap.messages import shown_date
 from hekta_redcap.model import LANGUAGES
 from hekta_redcap.study import Followup, Project, Schedule
 
@@ -393,12 +394,8 @@ def write_flow(flow: Flow, directory: Path) -> list[Path]:
     return paths
 
 
-def _shown_date(flow: Flow) -> str:
-    return flow.as_of.strftime("%d.%m.%Y") if flow.language == "nb" else flow.as_of.isoformat()
-
-
 def _markdown(flow: Flow, labelled: pd.DataFrame) -> str:
-    title = _PHRASES[flow.language]["flow_title"].format(date=_shown_date(flow))
+    title = _PHRASES[flow.language]["flow_title"].format(date=shown_date(flow.as_of, flow.language))
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
@@ -497,7 +494,7 @@ def _diagram(flow: Flow) -> Figure:
     ax.text(
         fig_width / 2,
         fig_height - TOP / 2,
-        words["flow_title"].format(date=_shown_date(flow)),
+        words["flow_title"].format(date=shown_date(flow.as_of, flow.language)),
         ha="center",
         va="center",
         fontsize=FONT + 3,
@@ -591,7 +588,10 @@ def _retention_plot(flow: Flow) -> Figure:
     ax.set_ylim(0, 110)
     ax.set_xlabel(words["months"])
     ax.set_ylabel(words["share"])
-    ax.set_title(words["retention_title"].format(date=_shown_date(flow)), fontsize=FONT + 2)
+    ax.set_title(
+        words["retention_title"].format(date=shown_date(flow.as_of, flow.language)),
+        fontsize=FONT + 2,
+    )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=2, fontsize=FONT)
     figure.tight_layout()

@@ -42,6 +42,7 @@ from hekta_redcap import logic
 from hekta_redcap.channels import InvalidContact, normalise_email, normalise_phone
 from hekta_redcap.errors import HektaError
 from hekta_redcap.logic_frame import evaluate_frame, truth
+from hekta_redcap.messages import shown_date
 from hekta_redcap.study import (
     Followup,
     Offset,
@@ -481,7 +482,7 @@ def _assess(
         action = phrases["enter"] if state != "not_due" else ""
     elif upcoming is not None:
         label = _label(upcoming.step, language)
-        when = _shown_date(upcoming.due, language)
+        when = shown_date(upcoming.due, language)
         if upcoming.step.to == "nurse":
             action = phrases["task"].format(step=label, date=when)
         else:
@@ -514,10 +515,6 @@ def _label(step: ReminderStep, language: str) -> str:
     if step.label is not None:
         return getattr(step.label, language) or step.name
     return step.name
-
-
-def _shown_date(day: dt.date, language: str) -> str:
-    return day.strftime("%d.%m.%Y") if language == "nb" else day.isoformat()
 
 
 def state_labels(project: Project, language: str) -> dict[str, tuple[str, str]]:

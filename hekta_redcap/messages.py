@@ -103,6 +103,11 @@ def format_date(value: dt.date | str) -> str:
     return value.strftime("%d.%m.%Y")
 
 
+def shown_date(day: dt.date, language: str) -> str:
+    """A date for people in `language`: dd.mm.yyyy in bokmål, ISO 8601 in English."""
+    return format_date(day) if language == "nb" else day.isoformat()
+
+
 @functools.cache
 def _environment(root: Path) -> jinja2.Environment:
     """Plain text: no HTML escaping (a link's `&` stays as it is)."""

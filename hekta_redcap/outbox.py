@@ -159,12 +159,6 @@ class Outbox:
             (self.project, record, *PARTICIPANT_CHANNELS, *TAKEN, stamp(start), stamp(end)),
         ).fetchone()[0]
 
-    def exists(self, key: Key | str) -> bool:
-        return (
-            self.store.conn.execute("SELECT 1 FROM outbox WHERE key = ?", (str(key),)).fetchone()
-            is not None
-        )
-
     def needing_a_person(self) -> list[Entry]:
         """Messages a person must check: maybe sent, or refused too often."""
         found = self.store.conn.execute(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -76,7 +76,6 @@ class PassResult:
     orphaned: int = 0
     quiet: str = ""  # why nothing may be sent now, if so
     dry_run: bool = False
-    planned: list[str] = field(default_factory=list)  # keys of what was sent (or, dry, would be)
 
     def summary(self) -> str:
         if self.quiet:
@@ -126,8 +125,7 @@ def run_pass(
     due = work[
         work["state"].isin(ACTIVE)
         & (work["maybe_sent"] == 0)
-        & work["next_due"].notna()
-        & (work["next_due"].map(lambda d: d is not None and d <= today))
+        & work["next_due"].map(lambda d: d is not None and d <= today)
     ].sort_values(["next_due", "record_id"], kind="stable")
     api = sync.Retrying(client, sync.Retry(), settings)
     day_start = dt.datetime.combine(today, dt.time(), tzinfo=calendar.zone)
@@ -173,7 +171,6 @@ def run_pass(
             if dry_run is None:
                 box.answer(key, "sent", "task on the worklist", now)
             result.tasks += 1
-            result.planned.append(str(key))
             log("task", record=record, followup=event, step=step.name)
             continue
         status, answer = deliver(sender, message)
@@ -182,7 +179,6 @@ def run_pass(
             box.answer(key, status, answer, now)
         if status == "sent":
             result.sent += 1
-            result.planned.append(str(key))
         elif status == "failed":
             result.failed += 1
         else:

@@ -19,6 +19,7 @@ import jinja2
 import pandas as pd
 
 from hekta_redcap.followup import COLUMNS, NO_CONTACT, state_labels
+from hekta_redcap.messages import shown_date
 from hekta_redcap.study import Project
 
 CSV_COLUMNS = (*COLUMNS, "state", "reminders_sent", "next_action", "dag", "stop_reason")
@@ -93,8 +94,12 @@ def table(
 ) -> str:
     """A plain-text table of what needs doing (or of every follow-up), with a count per state
     under it."""
-    chosen = work.sort_values(["record_id", "target_date"]) if everything else None
-    shown = items(project, needing_action(work, as_of) if chosen is None else chosen, language)
+    chosen = (
+        work.sort_values(["record_id", "target_date"])
+        if everything
+        else needing_action(work, as_of)
+    )
+    shown = items(project, chosen, language)
     rows = [
         (
             str(i["record_id"]),
@@ -139,6 +144,4 @@ def render_html(project: Project, work: pd.DataFrame, language: str, as_of: dt.d
 
 
 def _shown(day: object, language: str) -> str:
-    if not isinstance(day, dt.date):
-        return ""
-    return day.strftime("%d.%m.%Y") if language == "nb" else day.isoformat()
+    return shown_date(day, language) if isinstance(day, dt.date) else ""
