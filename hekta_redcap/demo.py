@@ -120,8 +120,9 @@ def _followups(
     calendar = SendCalendar.from_policy(policy)
     moment = now()
     with Store.open(settings) as store:
+        rows = store.raw_rows(project.name)
         history = Outbox(store, project.name).history()
-        work = worklist(project, store.raw_rows(project.name), history, calendar.day(moment))
+        work = worklist(project, rows, history, calendar.day(moment))
         target = output / "followup"
         lists.write_csv(work, target / "worklist.csv")
         html = target / "worklist.html"
@@ -139,7 +140,7 @@ def _followups(
             client = redcap.Project(settings.api_url, settings.token(project.name).reveal())
             dry = output / "outbox-dry-run"
             shutil.rmtree(dry, ignore_errors=True)
-            run_pass(settings, project, store, client, now=at, dry_run=dry)
+            run_pass(settings, project, store, client, rows, now=at, dry_run=dry)
             messages, when = FileOutbox(dry).read(), f"by a pass at {at:%d.%m.%Y %H:%M}"
     kinds = Counter(f"{m['key'].split('/')[3]} by {m['channel']}" for m in messages)
     say(

@@ -15,7 +15,7 @@ and for each, in order of due date:
 The caller holds the project's daemon lock (one pass at a time), so intents found at the start
 are from a process that died, and become "maybe sent".
 
-    >>> result = run_pass(settings, project, store, client, now=store_now())
+    >>> result = run_pass(settings, project, store, client, store.raw_rows("hekta"), now=now())
     >>> result.summary()
     'hekta: 12 sent, 3 nurse task(s), 0 failed, 0 maybe sent, 2 skipped, 1 held by the cap'
 """
@@ -26,6 +26,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import redcap
@@ -101,13 +102,15 @@ def run_pass(
     project: Project,
     store: Store,
     client: redcap.Project,
+    rows: list[dict[str, Any]],
     *,
     now: dt.datetime,
     channels: Channels | None = None,
     dry_run: Path | None = None,
 ) -> PassResult:
-    """One pass at the moment `now` (aware). With `dry_run` (a directory) nothing is recorded
-    and every message goes to a file outbox there instead."""
+    """One pass at the moment `now` (aware) over the synced `rows` (`store.raw_rows`). With
+    `dry_run` (a directory) nothing is recorded and every message goes to a file outbox there
+    instead."""
     policy = policy_of(project)
     calendar = SendCalendar.from_policy(policy)
     box = Outbox(store, project.name)
@@ -121,7 +124,7 @@ def run_pass(
         return result
     today = calendar.day(now)
     history = box.history()
-    work = worklist(project, store.raw_rows(project.name), history, today, policy.language)
+    work = worklist(project, rows, history, today, policy.language)
     due = work[
         work["state"].isin(ACTIVE)
         & (work["maybe_sent"] == 0)
@@ -257,14 +260,15 @@ def remind(
     """What `hekta-redcap remind` and the daemon run: a pass, then (unless dry) the write-back
     of every follow-up's state to REDCap, then the daily digests. One summary line each."""
     channels = Channels.file(dry_run) if dry_run is not None else Channels.from_settings(settings)
-    result = run_pass(settings, project, store, client, now=now, channels=channels, dry_run=dry_run)
+    rows = store.raw_rows(project.name)  # read once: the pass and the write-back share it
+    result = run_pass(
+        settings, project, store, client, rows, now=now, channels=channels, dry_run=dry_run
+    )
     lines = [result.summary()]
     policy = policy_of(project)
     calendar = SendCalendar.from_policy(policy)
     box = Outbox(store, project.name)
-    work = worklist(
-        project, store.raw_rows(project.name), box.history(), calendar.day(now), policy.language
-    )
+    work = worklist(project, rows, box.history(), calendar.day(now), policy.language)
     if dry_run is None:
         written = write_back(client, project, desired(project, work, calendar.zone))
         lines.append(f"{project.name}: {written.summary()}")
