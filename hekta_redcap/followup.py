@@ -318,9 +318,9 @@ def worklist(
     latest = latest_values(project, frame, fields)
     reasons = stop_reasons(policy, latest).to_dict()
     dags = _dags(frame, record_id)
-    done = {f.event: set(completed(project, frame, f)) for f in _rules(project).followups}
-    taken = _taken(history if history is not None else empty_history(), policy)
     rules = {f.event: f for f in _rules(project).followups}
+    done = {event: set(completed(project, frame, f)) for event, f in rules.items()}
+    taken = _taken(history if history is not None else empty_history(), policy)
     values = latest.to_dict("index")
     contacts = {r: contact_of(policy, v) for r, v in values.items()}  # once per participant
     out = []
