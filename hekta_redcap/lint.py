@@ -83,12 +83,14 @@ IDENTIFYING = re.compile(
 )
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Finding:
+    """One finding; equal only when every part is equal, so two findings on one line both stay."""
+
     origin: Origin | None
-    severity: Severity = field(compare=False)
-    rule: str = field(compare=False)
-    message: str = field(compare=False)
+    severity: Severity
+    rule: str
+    message: str
 
     def __str__(self) -> str:
         where = f"{self.origin}: " if self.origin else ""
@@ -1121,11 +1123,13 @@ def lint_project(project: Project) -> list[Finding]:
     return sorted(set(report.findings), key=_order)
 
 
-def _order(f: Finding) -> tuple[str, int, str]:
+def _order(f: Finding) -> tuple[str, int, str, str, str]:
     return (
         str(f.origin.file) if f.origin else "",
         (f.origin.line or 0) if f.origin else 0,
+        f.severity,
         f.message,
+        f.rule,
     )
 
 

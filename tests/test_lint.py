@@ -629,3 +629,18 @@ def test_project_loads_with_origins(library: Path) -> None:
     field = next(f for f in audit.fields if f.name == "audit_3")
     assert field.origin() is not None
     assert field.origin().line == line_of(library / AUDIT, AUDIT_3.strip())
+
+
+def test_several_findings_on_one_line_are_all_reported(library: Path) -> None:
+    """A length warning must not hide a duplicate-name error on the same line (exit 1)."""
+    long_name = "audit_consumption_frequency_x"  # 29 characters: over the Stata-friendly 26
+    edit(library, AUDIT, "  - name: audit_2\n", f"  - name: {long_name}\n")
+    file = edit(library, AUDIT, AUDIT_3, f"  - name: {long_name}\n")
+    lines = file.read_text(encoding="utf-8").splitlines()
+    line = [n for n, text in enumerate(lines, 1) if long_name in text][1]  # the duplicate
+    on_line = {
+        (f.severity, f.rule)
+        for f in lint_all(library, ["hekta"])
+        if f.origin and f.origin.file == file and f.origin.line == line
+    }
+    assert {("error", "field-name"), ("warning", "field-name-length")} <= on_line
