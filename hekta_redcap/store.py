@@ -56,8 +56,7 @@ import orjson
 
 from hekta_redcap.config import Settings
 from hekta_redcap.errors import HektaError
-from hekta_redcap.sandbox.api.records_import import EVENT, REPEAT_INSTANCE, REPEAT_INSTRUMENT
-from hekta_redcap.sandbox.models import natural_key
+from hekta_redcap.redcap_names import EVENT, REPEAT_INSTANCE, REPEAT_INSTRUMENT, natural_key
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -27,6 +27,7 @@ import orjson
 from hekta_redcap.design import unique_event_name
 from hekta_redcap.dictionary import COLUMNS
 from hekta_redcap.fieldtypes import checkbox_column, parse_choices
+from hekta_redcap.redcap_names import natural_key
 
 METADATA_COLUMNS = COLUMNS  # REDCap's 18 data dictionary keys, in order
 COMPLETE_CHOICES = (("0", "Incomplete"), ("1", "Unverified"), ("2", "Complete"))
@@ -37,16 +38,6 @@ SQL_CHUNK = 900  # record names per `IN (...)` query
 def now() -> str:
     """Server time as REDCap writes it (local time, seconds)."""
     return dt.datetime.now().strftime(TIME_FORMAT)
-
-
-def natural_key(record: str) -> tuple[tuple[int, int, str], ...]:
-    """REDCap lists records numerically where they are numbers: 2 before 10, and numbers
-    before text. Each part is (kind, number, text) so that parts always compare."""
-    return tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part)
-        for part in re.split(r"(\d+)", record)
-        if part != ""
-    )
 
 
 @dataclass(frozen=True)

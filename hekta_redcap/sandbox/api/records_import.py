@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hekta_redcap.fieldtypes import checkbox_column, is_valid
+from hekta_redcap.redcap_names import DAG, EVENT, REPEAT_INSTANCE, REPEAT_INSTRUMENT, SURVEY_ID
 from hekta_redcap.sandbox.endpoints import Call, endpoint
 from hekta_redcap.sandbox.models import DataRow, Event, ProjectModel, now
 from hekta_redcap.sandbox.wire import (
@@ -29,11 +30,6 @@ from hekta_redcap.sandbox.wire import (
     render_count,
 )
 
-EVENT = "redcap_event_name"
-REPEAT_INSTRUMENT = "redcap_repeat_instrument"
-REPEAT_INSTANCE = "redcap_repeat_instance"
-DAG = "redcap_data_access_group"
-SURVEY_ID = "redcap_survey_identifier"
 PLACE_COLUMNS = (EVENT, REPEAT_INSTRUMENT, REPEAT_INSTANCE)
 
 BAD_FORMAT = (
