@@ -1,9 +1,11 @@
 """Deploying the definitions to REDCap: the one module that writes a project's design.
 
 `hekta_redcap.plan` works out what differs; this module applies it in REDCap's required order
-(arms, events, metadata, instrument-event mapping, repeating setup) through PyCap, so the same
-code path serves a hospital's REDCap and the local REDCap-compatible server. A production
-project gets a Draft Mode bundle instead, since REDCap refuses metadata changes there.
+(project settings, arms, events, metadata, instrument-event mapping, repeating setup) through
+PyCap, so the same code path serves a hospital's REDCap and the local REDCap-compatible server.
+The settings come first because a project made in REDCap's web interface is classic and without
+surveys until they are changed. A production project gets a Draft Mode bundle instead, since
+REDCap refuses metadata and settings changes there.
 
     >>> token = create_project(url, super_token, project)   # a new, empty REDCap project
     >>> client = redcap.Project(url, token.reveal())
@@ -25,7 +27,7 @@ from hekta_redcap.config import Token
 from hekta_redcap.design import write_design
 from hekta_redcap.dictionary import COLUMNS, write_csv
 from hekta_redcap.errors import HektaError
-from hekta_redcap.plan import Plan
+from hekta_redcap.plan import Plan, study_settings
 from hekta_redcap.study import Project
 
 TIMEOUT = 60  # seconds; project creation and metadata import are the slowest calls
@@ -33,15 +35,8 @@ TIMEOUT = 60  # seconds; project creation and metadata import are the slowest ca
 
 def create_project(url: str, super_token: Token, project: Project) -> Token:
     """Create an empty REDCap project for a study with a super token; returns its API token."""
-    study = project.study
-    fields = {
-        "project_title": study.title,
-        "purpose": str(study.purpose),
-        "is_longitudinal": str(int(study.longitudinal)),
-        "surveys_enabled": str(int(any(u.survey for u in study.instruments))),
-        "record_autonumbering_enabled": str(int(study.autonumber)),
-    }
-    item = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields.items())
+    fields = study_settings(project)
+    item = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in fields.items())
     payload = {
         "token": super_token.reveal(),
         "content": "project",
@@ -65,14 +60,19 @@ class PushError(HektaError):
 def apply_plan(
     client: redcap.Project, plan: Plan, progress: Callable[[str], None] = lambda _: None
 ) -> list[str]:
-    """Apply a plan's steps in REDCap's order (arms, events, metadata, mapping, repeating);
-    returns the steps applied. Only steps with changes write anything, so applying the plan of
-    a project that already matches makes no write call.
+    """Apply a plan's steps in REDCap's order (settings, arms, events, metadata, mapping,
+    repeating); returns the steps applied. Only steps with changes write anything, so applying
+    the plan of a project that already matches makes no write call.
 
     A step that fails raises `PushError` naming what was applied and what was not; planning
     and pushing again finishes the job, because each step writes the whole desired state of
-    its part.
+    its part. A plan with a change REDCap refuses is not started at all.
     """
+    if refused := plan.refused:
+        raise PushError(
+            "push refused, nothing applied: "
+            + "; ".join(f"{c.target}: {c.detail}" for c in refused)
+        )
     steps = plan.steps
     done: list[str] = []
     for i, step in enumerate(steps, 1):
@@ -95,6 +95,20 @@ def _describe(plan: Plan, step: str) -> str:
     return ", ".join(f"{n} {action}" for action, n in counts.items())
 
 
+def _settings(client: redcap.Project, plan: Plan) -> None:
+    """Import the settings that differ (REDCap's Import Project Information; PyCap has no call
+    for it, so through PyCap's request, which raises RedcapError on REDCap's errors)."""
+    payload = {
+        "token": client.token,
+        "content": "project_settings",
+        "format": "json",
+        "returnFormat": "json",
+        "data": json.dumps(plan.settings, ensure_ascii=False),
+    }
+    client._call_api(payload, "int")
+    client._is_longitudinal = None  # PyCap caches it; the switch may have changed it
+
+
 def _arms(client: redcap.Project, plan: Plan) -> None:
     gone = [c.target for c in plan.changes if c.step == "arms" and c.action == "remove"]
     if plan.design.arms:
@@ -104,9 +118,16 @@ def _arms(client: redcap.Project, plan: Plan) -> None:
 
 
 def _events(client: redcap.Project, plan: Plan) -> None:
-    changed = {c.target for c in plan.changes if c.step == "events" and c.action != "remove"}
-    gone = [c.target for c in plan.changes if c.step == "events" and c.action == "remove"]
-    rows = [e for e in plan.design.events if e["unique_event_name"] in changed]
+    """Add and update events; a carried event (REDCap's `Event 1` after the switch to
+    longitudinal) is updated under its live name, which REDCap then recomputes."""
+    events = [c for c in plan.changes if c.step == "events"]
+    changed = {c.target.split(" -> ")[-1] for c in events if c.action != "remove"}
+    gone = [c.target for c in events if c.action == "remove"]
+    rows = [
+        {**e, "unique_event_name": plan.carried.get(e["unique_event_name"], e["unique_event_name"])}
+        for e in plan.design.events
+        if e["unique_event_name"] in changed
+    ]
     if rows:
         client.import_events(rows)
     if gone:
@@ -126,6 +147,7 @@ def _repeating(client: redcap.Project, plan: Plan) -> None:
 
 
 _APPLY: dict[str, Callable[[redcap.Project, Plan], None]] = {
+    "settings": _settings,
     "arms": _arms,
     "events": _events,
     "metadata": _metadata,
@@ -153,10 +175,13 @@ def write_bundle(plan: Plan, directory: Path) -> list[Path]:
 DRAFT_MODE_STEPS = """\
 The project {project} is in production, where REDCap accepts dictionary changes only through
 Draft Mode. To apply this plan:
-1. In REDCap, open the project's Online Designer and click "Enter Draft Mode".
-2. Data Dictionary > Upload: choose data_dictionary.csv from this folder.
-3. Review REDCap's list of changes against the plan above; submit the changes for review.
-4. If the plan lists event or mapping changes, apply them in Project Setup > Define My Events
+1. If the plan lists settings changes, make them first in Project Setup (the main project
+   settings, and "Modify project title, purpose, etc."); in production REDCap may leave some of
+   them to an administrator.
+2. In REDCap, open the project's Online Designer and click "Enter Draft Mode".
+3. Data Dictionary > Upload: choose data_dictionary.csv from this folder.
+4. Review REDCap's list of changes against the plan above; submit the changes for review.
+5. If the plan lists event or mapping changes, apply them in Project Setup > Define My Events
    and Designate Instruments for My Events (events.csv and instrument_event_mapping.csv).
 Changes marked data-affecting lose collected data or change its meaning: have them approved.
 """

@@ -1,12 +1,19 @@
 """Plan: what applying the definitions to a live REDCap project would change.
 
-Like an infrastructure tool's plan, it reads the live project (metadata, arms, events,
-instrument-event mapping, repeating setup, status) and lists every difference, each classified:
+Like an infrastructure tool's plan, it reads the live project (settings, metadata, arms,
+events, instrument-event mapping, repeating setup, status) and lists every difference, each
+classified:
 
 - **safe**: nothing collected is touched (a new field, a reworded label);
 - **review**: a person should confirm it (a removed field that holds no data, changed branching);
 - **data-affecting**: collected data would be lost or change its meaning, judged against the
   live data (the affected values are exported and counted).
+
+The settings come first: a project made in REDCap's web interface is classic, without
+surveys, and the switch to longitudinal reshapes it (REDCap adds `Arm 1` with `Event 1` holding
+every instrument and the data so far), so the other steps are planned against the project as
+the switch leaves it. What REDCap's API cannot do (enabling instruments as surveys) is listed
+as notes for a person.
 
 The plan only reads. `hekta_redcap.deploy` applies it.
 
@@ -18,14 +25,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+from xml.etree import ElementTree
 
 import redcap
 
 from hekta_redcap.design import Design, compile_design
 from hekta_redcap.dictionary import COLUMNS, DictRow, compile_project
-from hekta_redcap.errors import HektaError
 from hekta_redcap.fieldtypes import (
     CHOICE_TYPES,
     checkbox_column,
@@ -38,7 +45,12 @@ from hekta_redcap.study import Project
 
 Severity = Literal["safe", "review", "data-affecting"]
 SEVERITIES: tuple[Severity, ...] = ("safe", "review", "data-affecting")
-STEPS = ("arms", "events", "metadata", "mapping", "repeating")  # REDCap's required order
+# REDCap's required order: the settings make the project longitudinal before it gets arms.
+STEPS = ("settings", "arms", "events", "metadata", "mapping", "repeating")
+# What REDCap names the first arm and event of a project switched to longitudinal.
+SWITCH_ARM = {"arm_num": 1, "name": "Arm 1"}
+SWITCH_EVENT = "event_1_arm_1"
+PURPOSES = ("practice", "other", "research", "quality improvement", "operational support")
 SAME_KIND = ({"text", "notes"}, {"radio", "dropdown"}, {"yesno", "truefalse"})
 COSMETIC = (
     "section_header",
@@ -63,6 +75,7 @@ class Change:
     severity: Severity
     detail: str
     affected: int = 0  # collected values (or rows) affected
+    refused: bool = False  # REDCap refuses it as things stand; push stops before writing
 
 
 @dataclass
@@ -112,6 +125,9 @@ class Plan:
     changes: list[Change]
     rows: list[DictRow] = field(repr=False)
     design: Design = field(repr=False)
+    settings: dict[str, Any] = field(default_factory=dict)  # the settings to import
+    carried: dict[str, str] = field(default_factory=dict)  # design event -> its live name
+    notes: list[str] = field(default_factory=list)  # what a person must do in REDCap
 
     @property
     def steps(self) -> list[str]:
@@ -123,35 +139,47 @@ class Plan:
     def data_affecting(self) -> list[Change]:
         return [c for c in self.changes if c.severity == "data-affecting"]
 
+    @property
+    def refused(self) -> list[Change]:
+        return [c for c in self.changes if c.refused]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "project": self.project,
             "in_production": self.in_production,
             "summary": dict(Counter(c.severity for c in self.changes)),
             "changes": [asdict(c) for c in self.changes],
+            "notes": self.notes,
         }
 
     def render(self) -> str:
-        """The plan for a person: one line per change, grouped by step, and a summary."""
-        if not self.changes:
-            return f"{self.project}: the live project already matches the definitions."
-        status = "production" if self.in_production else "development"
-        lines = [f"Plan for {self.project} ({status} status):"]
+        """The plan for a person: one line per change, grouped by step, a summary, and what
+        must be done by hand in REDCap."""
+        lines = [f"{self.project}: the live project already matches the definitions."]
+        if self.changes:
+            status = "production" if self.in_production else "development"
+            lines = [f"Plan for {self.project} ({status} status):"]
         marks = {"add": "+", "remove": "-", "change": "~"}
         for step in self.steps:
             lines.append(f"  {step}:")
             for c in (c for c in self.changes if c.step == step):
-                lines.append(f"    {marks[c.action]} {c.target}: {c.detail}  [{c.severity}]")
-        counts = Counter(c.severity for c in self.changes)
-        summary = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
-        lines.append(f"{len(self.changes)} change(s): {summary}.")
+                tag = c.severity + (", refused" if c.refused else "")
+                lines.append(f"    {marks[c.action]} {c.target}: {c.detail}  [{tag}]")
+        if self.changes:
+            counts = Counter(c.severity for c in self.changes)
+            summary = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
+            lines.append(f"{len(self.changes)} change(s): {summary}.")
+        lines += [f"To do in REDCap: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
 class _Data:
-    """Counts of live data, exported once for every field a change asks about."""
+    """Counts of live data, exported once for every field a change asks about. `event` is where
+    a classic project's rows will be once the settings step makes it longitudinal."""
 
-    def __init__(self, client: redcap.Project, live: Live, fields: Iterable[str]) -> None:
+    def __init__(
+        self, client: redcap.Project, live: Live, fields: Iterable[str], event: str | None = None
+    ) -> None:
         self.live = live
         known = {m["field_name"] for m in live.metadata}
         wanted = sorted(set(fields) & known)
@@ -159,6 +187,9 @@ class _Data:
         self.rows: list[dict[str, Any]] = []
         if wanted and record_id:
             self.rows = client.export_records(fields=[record_id, *wanted], format_type="json")
+        if event:
+            for row in self.rows:
+                row.setdefault("redcap_event_name", event)
 
     def _columns(self, field: str) -> list[str]:
         row = next((m for m in self.live.metadata if m["field_name"] == field), None)
@@ -180,30 +211,201 @@ class _Data:
         return found
 
 
+def study_settings(project: Project) -> dict[str, Any]:
+    """The project settings a study file implies, typed as REDCap's project export types them:
+    surveys are enabled when any instrument is a survey."""
+    study = project.study
+    return {
+        "project_title": study.title,
+        "purpose": study.purpose,
+        "is_longitudinal": int(study.longitudinal),
+        "surveys_enabled": int(any(use.survey for use in study.instruments)),
+        "record_autonumbering_enabled": int(study.autonumber),
+    }
+
+
 def make_plan(client: redcap.Project, project: Project) -> Plan:
     """Compare the live project with the definitions; reads through the API, writes nothing."""
     live = Live.read(client)
-    if live.longitudinal != project.study.longitudinal:
-        kind = "longitudinal" if project.study.longitudinal else "classic"
-        raise HektaError(
-            f"the live project is {'longitudinal' if live.longitudinal else 'classic'} but the "
-            f"study file describes a {kind} project; change that in REDCap's project setup first"
-        )
     rows, design = compile_project(project), compile_design(project)
+    wanted = study_settings(project)
+    settings = {k: v for k, v in wanted.items() if str(live.info.get(k, "")) != str(v)}
+    first = design.events[0] if design.events else None
+    carried = {}
+    if first and not live.longitudinal and first["unique_event_name"] != SWITCH_EVENT:
+        carried = {first["unique_event_name"]: SWITCH_EVENT}
+    view = _switched(live, first["unique_event_name"] if first else None)
     desired = {r.field_name: {c: getattr(r, c) for c in COLUMNS} for r in rows}
-    current = {m["field_name"]: m for m in live.metadata}
+    current = {m["field_name"]: m for m in view.metadata}
     forms_of = _form_events(design.mapping)
-    live_forms_of = _form_events(live.mapping)
-    data = _Data(client, live, _fields_to_count(current, desired, live, design))
+    live_forms_of = _form_events(view.mapping)
+    moved_to = first["unique_event_name"] if first and not live.longitudinal else None
+    data = _Data(client, view, _fields_to_count(current, desired, view, design), moved_to)
     changes = [
-        *_arm_changes(live, design),
-        *_event_changes(client, live, design),
+        *_settings_changes(client, live, settings, moved_to),
+        *_arm_changes(view, design),
+        *_event_changes(client, view, design, carried),
         *_field_changes(current, desired, data),
         *_form_changes(current, desired, data),
         *_mapping_changes(current, live_forms_of, forms_of, data),
-        *_repeating_changes(current, live, design, data),
+        *_repeating_changes(current, view, design, data),
     ]
-    return Plan(project.name, live.in_production, changes, rows, design)
+    notes = _survey_notes(client, project, enabling="surveys_enabled" in settings)
+    return Plan(project.name, live.in_production, changes, rows, design, settings, carried, notes)
+
+
+def _switched(live: Live, first_event: str | None) -> Live:
+    """The live project as the settings step leaves it. Made longitudinal, REDCap adds `Arm 1`
+    with `Event 1` holding every instrument, the repeating setup and the data; here that event
+    already bears the name of the study's first event, which the events step gives it. Made
+    classic, the single event's instruments and repeating instruments stay the project's."""
+    wanted = first_event is not None
+    if live.longitudinal == wanted:
+        return live
+    info = {**live.info, "is_longitudinal": int(wanted)}
+    if first_event is None:
+        repeating = [
+            {"form_name": r["form_name"], "custom_form_label": r.get("custom_form_label", "")}
+            for r in live.repeating
+            if r["form_name"]
+        ]
+        return replace(live, info=info, arms=[], events=[], mapping=[], repeating=repeating)
+    forms = dict.fromkeys(m["form_name"] for m in live.metadata)
+    event = {
+        "event_name": "Event 1",
+        "arm_num": 1,
+        "unique_event_name": first_event,
+        "custom_event_label": "",
+    }
+    return replace(
+        live,
+        info=info,
+        arms=[dict(SWITCH_ARM)],
+        events=[event],
+        mapping=[{"arm_num": 1, "unique_event_name": first_event, "form": f} for f in forms],
+        repeating=[{"event_name": first_event, **r} for r in live.repeating],
+    )
+
+
+def _settings_changes(
+    client: redcap.Project, live: Live, settings: dict[str, Any], moved_to: str | None
+) -> list[Change]:
+    """One change per setting that differs. Renaming or re-purposing is always safe; the others
+    are safe on a project without records and otherwise for a person to confirm, except that
+    REDCap makes a project classic only while it has a single event."""
+    if not settings:
+        return []
+    rows = _record_rows(client, live)
+    records = len({r[live.metadata[0]["field_name"]] for r in rows}) if rows else 0
+    held = f" ({records} record(s) exist)" if records else ""
+    quiet: Severity = "review" if records else "safe"
+    changes = []
+    for key, value in settings.items():
+        before = live.info.get(key, "")
+        severity: Severity = quiet
+        if key == "project_title":
+            severity, detail = "safe", f"title '{before}' -> '{value}'"
+        elif key == "purpose":
+            severity, detail = "safe", f"purpose {before} -> {value} ({PURPOSES[value]})"
+        elif key == "surveys_enabled" and value:
+            severity, detail = "safe", "surveys enabled"
+        elif key == "surveys_enabled":
+            detail = "surveys disabled: survey links and invitations stop working" + held
+        elif key == "record_autonumbering_enabled":
+            detail = "record auto-numbering " + ("enabled" if value else "disabled") + held
+        elif value:
+            changes.append(_to_longitudinal(records, moved_to or SWITCH_EVENT))
+            continue
+        else:
+            changes.append(_to_classic(live, rows, records))
+            continue
+        changes.append(Change("settings", "change", key, severity, detail))
+    return changes
+
+
+def _record_rows(client: redcap.Project, live: Live) -> list[dict[str, Any]]:
+    """Every record × event row, by its record id only."""
+    if not live.metadata:
+        return []
+    record_id = live.metadata[0]["field_name"]
+    return client.export_records(fields=[record_id], format_type="json")
+
+
+def _to_longitudinal(records: int, first_event: str) -> Change:
+    detail = "classic -> longitudinal: REDCap adds Arm 1 with Event 1 (event_1_arm_1)"
+    if records:
+        detail += f" and puts the data of the {records} existing record(s) under it"
+    if first_event != SWITCH_EVENT:
+        detail += f"; push then makes it {first_event}"
+    severity: Severity = "review" if records else "safe"
+    return Change("settings", "change", "is_longitudinal", severity, detail, records)
+
+
+def _to_classic(live: Live, rows: list[dict[str, Any]], records: int) -> Change:
+    """Allowed by REDCap with a single event, whose data stay; refused with more, and
+    data-affecting when more than one event holds data (deleting the others loses it)."""
+    if len(live.events) <= 1:
+        detail = "longitudinal -> classic: REDCap removes the arm, the event and its designations"
+        detail += f"; the data of the {records} record(s) stay" if records else ""
+        severity: Severity = "review" if records else "safe"
+        return Change("settings", "change", "is_longitudinal", severity, detail, records)
+    per_event = Counter(r.get("redcap_event_name", "") for r in rows).most_common()
+    lost = sum(n for _, n in per_event[1:])  # keeping the event that holds the most
+    detail = (
+        "longitudinal -> classic: REDCap refuses while the project has more than one event "
+        f"({len(live.events)}); delete all but one in Project Setup first"
+    )
+    if lost:
+        detail += f": data is collected in {len(per_event)} events, so at least {lost} record "
+        detail += "row(s) would be lost"
+    severity = "data-affecting" if lost else "review"
+    return Change("settings", "change", "is_longitudinal", severity, detail, lost, refused=True)
+
+
+def _survey_notes(client: redcap.Project, project: Project, enabling: bool) -> list[str]:
+    """REDCap's API cannot make an instrument a survey. Name the study's surveys that the live
+    project's XML does not list as surveys; when it cannot be read, advise once, as surveys
+    are being enabled."""
+    wanted = [use.form for use in project.study.instruments if use.survey]
+    if not wanted:
+        return []
+    enabled = _live_surveys(client)
+    if enabled is None:
+        if not enabling:
+            return []
+        return [
+            "REDCap's API cannot enable instruments as surveys: in the Online Designer, enable "
+            f"each of these as a survey unless it already is: {', '.join(wanted)}"
+        ]
+    missing = [form for form in wanted if form not in enabled]
+    if not missing:
+        return []
+    return [
+        "in the Online Designer, enable each of these instruments as a survey (REDCap's API "
+        f"cannot): {', '.join(missing)}"
+    ]
+
+
+def _live_surveys(client: redcap.Project) -> set[str] | None:
+    """The forms enabled as surveys, from the project XML's `Surveys` list; None when the
+    project XML cannot be exported (rights, or a REDCap without it)."""
+    payload = {
+        "token": client.token,
+        "content": "project_xml",
+        "format": "xml",
+        "returnFormat": "xml",
+        "returnMetadataOnly": "true",
+    }
+    try:
+        text = client._call_api(payload, "str")  # PyCap has no call for the project XML
+        root = ElementTree.fromstring(str(text))
+    except (redcap.RedcapError, ElementTree.ParseError):
+        return None
+    return {
+        element.get("form_name", "")
+        for element in root.iter()
+        if element.tag.rsplit("}", 1)[-1] == "Surveys"
+    }
 
 
 def _form_events(mapping: list[dict[str, Any]]) -> dict[str, set[str]]:
@@ -416,18 +618,13 @@ def _form_changes(
         Change("metadata", "add", f, "safe", "new instrument") for f in after if f not in before
     ]
     for form in (f for f in before if f not in after):
-        fields = [n for n, m in current.items() if m["form_name"] == form]
+        # Fields moving to another instrument keep their values; the others go with the form.
+        fields = [n for n, m in current.items() if m["form_name"] == form and n not in desired]
         count = sum(len(data.values(n)) for n in fields)
-        changes.append(
-            Change(
-                "metadata",
-                "remove",
-                form,
-                _count_severity(count),
-                f"instrument removed with its {len(fields)} field(s)",
-                count,
-            )
-        )
+        detail = f"instrument removed with its {len(fields)} field(s)"
+        if not fields:
+            detail = "instrument removed (its fields move to other instruments)"
+        changes.append(Change("metadata", "remove", form, _count_severity(count), detail, count))
     return changes
 
 
@@ -457,11 +654,21 @@ def _arm_changes(live: Live, design: Design) -> list[Change]:
     return changes
 
 
-def _event_changes(client: redcap.Project, live: Live, design: Design) -> list[Change]:
+def _event_changes(
+    client: redcap.Project, live: Live, design: Design, carried: dict[str, str]
+) -> list[Change]:
     before = {e["unique_event_name"]: e for e in live.events}
     after = {e["unique_event_name"]: e for e in design.events}
     changes = []
     for unique, event in after.items():
+        if unique in carried:
+            detail = (
+                f"renamed 'Event 1' -> '{event['event_name']}': the first event, made by the "
+                "switch to longitudinal, keeps what it holds"
+            )
+            target = f"{carried[unique]} -> {unique}"
+            changes.append(Change("events", "change", target, "safe", detail))
+            continue
         if unique not in before:
             changes.append(
                 Change("events", "add", unique, "safe", f"new event '{event['event_name']}'")

@@ -33,6 +33,8 @@ METADATA_COLUMNS = COLUMNS  # REDCap's 18 data dictionary keys, in order
 COMPLETE_CHOICES = (("0", "Incomplete"), ("1", "Unverified"), ("2", "Complete"))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SQL_CHUNK = 900  # record names per `IN (...)` query
+CLASSIC_EVENT_ID = 0  # the event id of a classic project's data and repeating setup
+FIRST_ARM, FIRST_EVENT = "Arm 1", "Event 1"  # what REDCap names a new project's first arm/event
 
 
 def now() -> str:
@@ -104,6 +106,41 @@ class ProjectModel:
     @property
     def autonumbering(self) -> bool:
         return bool(self.info.get("record_autonumbering_enabled"))
+
+    def make_longitudinal(self) -> None:
+        """Switch a classic project to longitudinal as REDCap does: `Arm 1` with `Event 1`
+        (`event_1_arm_1`), every instrument designated to it, and the data, repeating setup and
+        survey participants kept under it (a record's survey queue row stays event-less)."""
+        self.save_arm(1, FIRST_ARM)
+        event_id = self.save_event(None, 1, FIRST_EVENT)
+        self._move_event(CLASSIC_EVENT_ID, event_id)
+        self.replace_mapping((event_id, form) for form in self.forms)
+        self._set_longitudinal(True)
+
+    def make_classic(self) -> None:
+        """Switch a longitudinal project of at most one event to classic, as REDCap does: the
+        event's data, repeating instruments and survey participants stay as the project's; the
+        arms, the event and its designations go. Callers refuse more events first."""
+        assert len(self.events) <= 1, "REDCap makes only a single-event project classic"
+        for event in self.events:
+            self._move_event(event.event_id, CLASSIC_EVENT_ID)
+        for table in ("form_event", "event", "arm"):
+            self.conn.execute(f"DELETE FROM {table} WHERE project_id = ?", (self.project_id,))
+        self._set_longitudinal(False)
+
+    def _move_event(self, old: int, new: int) -> None:
+        """Put an event's data, repeating setup and survey participants under another id."""
+        queue_rows_stay = " AND form_name != ''"
+        for table, only in (("data", ""), ("repeating", ""), ("participant", queue_rows_stay)):
+            self.conn.execute(
+                f"UPDATE {table} SET event_id = ? WHERE project_id = ? AND event_id = ?{only}",
+                (new, self.project_id, old),
+            )
+
+    def _set_longitudinal(self, longitudinal: bool) -> None:
+        self.info["is_longitudinal"] = int(longitudinal)
+        self.save_info()
+        self._forget()
 
     # -- metadata ---------------------------------------------------------------------------
 

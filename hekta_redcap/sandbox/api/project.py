@@ -40,6 +40,16 @@ SETTINGS_KEYS = CREATE_KEYS | {
     "display_today_now_button",
     "bypass_branching_erase_field_prompt",
 }
+# [U] REDCap's texts for these refusals are unconfirmed; the rules are REDCap's Project Setup.
+SETTINGS_IN_PRODUCTION = (
+    "The project settings cannot be modified because the project is in production status. "
+    "They can only be modified while the project is in development status."
+)
+MANY_EVENTS = (
+    "The project cannot be made classic while it has more than one event. Delete all events "
+    "but one first."
+)
+REPEATING_EVENT = "The project cannot be made classic while its event repeats as a whole"
 CREATOR = "site_admin"  # sorts after the PyCap doctest's other user, as REDCap lists users
 FIRST_FORM = "my_first_instrument"
 
@@ -101,28 +111,43 @@ def _first_instrument(model: models.ProjectModel) -> None:
         ]
     )
     if model.longitudinal:
-        model.save_arm(1, "Arm 1")
-        model.replace_mapping([(model.save_event(None, 1, "Event 1"), FIRST_FORM)])
+        model.make_longitudinal()
 
 
 @endpoint("project_settings", "import", privilege="api_import")
 def import_project_settings(call: Call) -> Reply:
-    """Change the settings sent (redcapAPI); the reply counts the settings accepted."""
+    """Change the settings sent (redcapAPI); the reply counts the settings accepted. Switching
+    between classic and longitudinal reshapes the project as REDCap's Project Setup does, and
+    nothing may change in production. Settings sent with their current values change nothing,
+    so an exported object can be sent back as it is."""
     call.require("design")
     model = call.p
     settings = _settings(_one_row(call), SETTINGS_KEYS)
-    if settings.get("is_longitudinal", int(model.longitudinal)) != int(model.longitudinal):
-        raise ApiError(
-            "The local REDCap server cannot switch an existing project between classic and "
-            "longitudinal; create a new project with is_longitudinal set instead"
-        )
+    changed = {key: value for key, value in settings.items() if model.info.get(key) != value}
+    if changed and model.in_production:
+        raise ApiError(SETTINGS_IN_PRODUCTION)
     secondary = settings.get("secondary_unique_field")
     if secondary and secondary not in model.fields:
         raise _bad_value("secondary_unique_field", secondary)
+    if "is_longitudinal" in changed:
+        _switch(model, bool(changed["is_longitudinal"]))
     model.info.update(settings)
     model.save_info()
     model.log(call.u.username, "Manage/Design", "Modify project settings (API)", kind="manage")
     return render_count(len(settings), call.return_format)
+
+
+def _switch(model: models.ProjectModel, longitudinal: bool) -> None:
+    """Classic to longitudinal always works (REDCap adds `Arm 1`/`Event 1` holding the data);
+    back to classic only while a single event (in a single arm) is left."""
+    if longitudinal:
+        model.make_longitudinal()
+        return
+    if len(model.events) > 1:
+        raise ApiError(MANY_EVENTS)
+    if any(not form for _, form in model.repeating):
+        raise ApiError(REPEATING_EVENT)
+    model.make_classic()
 
 
 def _one_row(call: Call) -> dict[str, str]:
