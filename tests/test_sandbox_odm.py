@@ -1,6 +1,6 @@
-"""CDISC ODM project XML on the local REDCap-compatible server: projects created from REDCap's
-own exports (the three real files in shared/fixtures/redcap-odm), and `content=project_xml`
-exports that load back into an identical project."""
+"""CDISC ODM project XML on the local REDCap-compatible server: projects created from project
+XML in REDCap's export format (the three files in tests/fixtures/redcap-odm, described in the
+README there), and `content=project_xml` exports that load back into an identical project."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ from hekta_redcap.sandbox.models import (
 from hekta_redcap.sandbox.server import SandboxServer
 from hekta_redcap.sandbox.wire import ApiError
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "redcap-odm"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "redcap-odm"
 OWNER = "odm_owner"
+CONSENT_PDF = b"%PDF-1.4\n% Hekta consent, participant 1, signed 2024-03-04\n%%EOF\n"
 CREATE_DATA = "<item><project_title>T</project_title><purpose>0</purpose></item>"
 
 
@@ -146,77 +147,100 @@ def rights_of(model: ProjectModel, username: str) -> dict[str, Any]:
 # -- ingest ---------------------------------------------------------------------------------
 
 
-def test_simple_project_xml_gives_fields_data_dag_and_role(sandbox: SandboxServer) -> None:
-    handle = ingest(sandbox, fixture("test_simple_project"))
+def test_classic_project_xml_gives_fields_data_dags_and_role(sandbox: SandboxServer) -> None:
+    handle = ingest(sandbox, fixture("classic_project"))
     with model_of(handle) as m:
         assert [r["field_name"] for r in m.metadata] == (
-            "record_id first_name last_name address telephone email dob age ethnicity race sex "
-            "height weight bmi comments"
+            "participant_id screen_date initials home_address phone email birth_date age_years "
+            "sex smoking referral height_cm weight_kg bmi eligible screening_notes"
         ).split()
-        assert m.form_labels == {"demographics": "Basic Demography Form"}
+        assert m.record_id_field == "participant_id"
+        assert m.form_labels == {"screening": "Screening Visit"}
         assert not m.longitudinal and m.events == [] and m.repeating == {}
         f = m.fields
-        assert (f["address"]["field_type"], f["race"]["field_type"]) == ("notes", "dropdown")
-        assert f["race"]["select_choices_or_calculations"].startswith(
-            "0, American Indian/Alaska Native | 1, Asian | 2, Native Hawaiian"
+        assert (f["home_address"]["field_type"], f["referral"]["field_type"]) == (
+            "notes",
+            "dropdown",
         )
-        assert f["sex"]["select_choices_or_calculations"] == "0, Female | 1, Male"
-        assert f["ethnicity"]["custom_alignment"] == "LH"
+        assert f["referral"]["select_choices_or_calculations"] == (
+            "1, General practitioner | 2, Outpatient clinic | 3, Emergency department | "
+            "4, Self-referral | 5, Other"
+        )
+        assert f["sex"]["select_choices_or_calculations"] == "1, Female | 2, Male"
+        assert f["smoking"]["custom_alignment"] == "LH"
+        assert (f["eligible"]["field_type"], f["eligible"]["select_choices_or_calculations"]) == (
+            "yesno",
+            "",
+        )
         limits = ("text_validation_type_or_show_slider_number", "text_validation_min")
-        assert [f["weight"][k] for k in (*limits, "text_validation_max")] == [
+        assert [f["weight_kg"][k] for k in (*limits, "text_validation_max")] == [
             "integer",
-            "35",
-            "200",
+            "30",
+            "250",
         ]
-        assert [f["height"][k] for k in (*limits, "text_validation_max")] == [
+        assert [f["height_cm"][k] for k in (*limits, "text_validation_max")] == [
             "number",
-            "130",
-            "215",
+            "120",
+            "220",
         ]
-        assert (f["telephone"]["field_note"], f["telephone"]["identifier"]) == (
-            "Include Area Code",
+        phone = f["phone"]
+        assert (phone["field_note"], phone["identifier"], phone[limits[0]]) == (
+            "Include the country code (+47)",
             "y",
+            "phone",
         )
-        assert f["first_name"]["section_header"] == "Contact Information"
-        assert f["age"]["field_type"] == "calc"
+        assert f["initials"]["section_header"] == "Participant details"
+        screen_date = f["screen_date"]
+        assert (screen_date["required_field"], screen_date["field_annotation"]) == ("y", "@TODAY")
+        assert f["age_years"]["field_type"] == "calc"
         assert (
-            f["age"]["select_choices_or_calculations"] == "rounddown(datediff([dob],'today','y'))"
+            f["age_years"]["select_choices_or_calculations"]
+            == "rounddown(datediff([birth_date],[screen_date],'y'))"
         )
 
         rows = list(m.data_rows())
         assert [(r.record, r.event_id, r.repeat_instrument, r.instance) for r in rows] == [
-            ("1", 0, "", 0),
-            ("2", 0, "", 0),
-            ("3", 0, "", 0),
+            ("1001", 0, "", 0),
+            ("1002", 0, "", 0),
+            ("1003", 0, "", 0),
         ]
-        assert rows[0].values["telephone"] == "(415) 555-1212"
+        assert rows[0].values["home_address"] == "Strandgata 5, 9008 Tromsø"
+        assert rows[1].values["screening_notes"] == (
+            'Declined: lives > 100 km from the site & said "not now".'
+        )
         assert rows[2].values == {
-            "first_name": "PyCap",
-            "last_name": "Incomplete",
-            "demographics_complete": "0",
+            "screen_date": "2024-02-09",
+            "initials": "TS",
+            "referral": "UNK",  # a missing-data code
+            "screening_complete": "0",
         }
-        assert not {"age", "bmi"} & {k for r in rows for k in r.values}  # calc values not kept
-        assert sum(1 + len(r.values) for r in rows) == 30  # REDCap's EAV count, record ids included
+        assert not {"age_years", "bmi"} & {k for r in rows for k in r.values}  # calcs not kept
+        assert sum(1 + len(r.values) for r in rows) == 34  # REDCap's EAV count, with record ids
 
-        assert query(m, "SELECT name, unique_name FROM dag WHERE project_id = ?") == [
-            ("Test DAG", "test_dag")
+        assert query(
+            m, "SELECT name, unique_name FROM dag WHERE project_id = ? ORDER BY dag_id"
+        ) == [
+            ("Site Oslo", "site_oslo"),
+            ("Site Bergen", "site_bergen"),
         ]
         dags = query(
             m,
             "SELECT record, unique_name FROM record LEFT JOIN dag USING (dag_id) "
             "WHERE record.project_id = ? ORDER BY record",
         )
-        assert dags == [("1", None), ("2", None), ("3", "test_dag")]
+        assert dags == [("1001", None), ("1002", "site_bergen"), ("1003", "site_oslo")]
         [(unique, label, rights)] = query(
             m, "SELECT unique_role_name, role_label, rights FROM role WHERE project_id = ?"
         )
         rights = json.loads(rights)
-        assert (unique, label) == ("U-573AEYRNR8", "Example Role")
+        assert (unique, label) == ("U-7HK2QW4LMP", "Research nurse")
         assert set(rights) == {*CREATOR_RIGHTS, "forms", "forms_export"}
-        assert rights["forms"] == {"demographics": 1}
-        assert rights["forms_export"] == {"demographics": 2}  # REDCap 11's data_export_tool
-        assert (rights["stats_and_charts"], rights["manage_survey_participants"]) == (1, 1)
-        assert (rights["design"], rights["api_export"], rights["record_create"]) == (0, 0, 1)
+        assert rights["forms"] == {"screening": 1}
+        assert rights["forms_export"] == {"screening": 2}  # REDCap 11's data_export_tool
+        granted = ("stats_and_charts", "logging", "data_import_tool", "mobile_app", "record_create")
+        assert [rights[k] for k in granted] == [1, 1, 1, 1, 1]
+        refused = ("design", "api_export", "record_delete", "manage_survey_participants", "alerts")
+        assert [rights[k] for k in refused] == [0, 0, 0, 0, 0]  # alerts: not in REDCap 11
         info = m.info
         assert info["project_title"] == "T"  # the creation call names the project
         assert (info["purpose"], info["record_autonumbering_enabled"], info["surveys_enabled"]) == (
@@ -224,70 +248,174 @@ def test_simple_project_xml_gives_fields_data_dag_and_role(sandbox: SandboxServe
             0,
             0,
         )
-        assert rights_of(m, OWNER)["forms"] == {"demographics": 1}
+        assert info["project_notes"] == (
+            "Screening log for the two pilot sites; one row per person screened."
+        )
+        assert info["missing_data_codes"] == "UNK, Unknown | NASK, Not asked"
+        assert rights_of(m, OWNER)["forms"] == {"screening": 1}
 
 
-def test_long_project_xml_gives_arms_events_mapping_repeating_and_survey(
+def test_longitudinal_project_xml_gives_arms_events_mapping_repeating_and_survey(
     sandbox: SandboxServer,
 ) -> None:
-    xml = fixture("test_long_project")
+    xml = fixture("longitudinal_project")
     handle = ingest(sandbox, xml, title="")
     with model_of(handle) as m:
-        assert m.info["project_title"] == "New Test Long Project"  # StudyName when none given
-        assert (m.info["is_longitudinal"], m.info["surveys_enabled"]) == (1, 1)
-        assert m.arms == [(1, "Drug A"), (2, "Drug B")]
+        info = m.info
+        assert info["project_title"] == "Hekta Dose Titration Study"  # StudyName when none given
+        assert (info["is_longitudinal"], info["surveys_enabled"]) == (1, 1)
+        assert info["custom_record_label"] == "[initials]"
+        assert info["bypass_branching_erase_field_prompt"] == 1  # PreventBranchingEraseValues
+        assert m.arms == [(1, "Standard titration"), (2, "Rapid titration")]
         unique = re.findall(r'<StudyEventDef [^>]*redcap:UniqueEventName="([^"]+)"', xml)
-        assert len(unique) == 16
+        assert len(unique) == 12
         assert [e.unique_event_name for e in m.events] == unique
-        assert sum(len(forms) for forms in m.mapping.values()) == 44
-        assert len(m.forms) == 9 and m.form_labels["contact_info"] == "Contact Info"
-        enrollment = m.event("enrollment_arm_1")
-        assert enrollment is not None
-        assert m.repeating == {(enrollment.event_id, "baseline_data"): ""}
-        visit = m.event("first_visit_arm_2")
-        assert visit is not None
-        assert (visit.event_name, visit.day_offset, visit.offset_min, visit.offset_max) == (
-            "First visit",
-            10,
+        assert sum(len(forms) for forms in m.mapping.values()) == 25
+        assert m.forms == [
+            "enrolment",
+            "contact_details",
+            "vital_signs",
+            "lab_results",
+            "symptom_diary",
+            "adverse_event",
+            "study_completion",
+        ]
+        assert m.form_labels["contact_details"] == "Contact details"
+        baseline, unscheduled = m.event("baseline_arm_1"), m.event("unscheduled_visit_arm_1")
+        assert baseline is not None and unscheduled is not None
+        assert m.repeating == {
+            (unscheduled.event_id, ""): "",
+            (baseline.event_id, "vital_signs"): "[vs_time]",
+        }
+        week_2 = m.event("week_2_arm_1")
+        assert week_2 is not None
+        assert (week_2.event_name, week_2.day_offset, week_2.offset_min, week_2.offset_max) == (
+            "Week 2",
+            21,
             2,
+            3,
+        )
+        call = m.event("telephone_follow_u_arm_2")  # the name cut to 18 characters
+        assert call is not None
+        assert (call.event_name, call.custom_event_label, call.arm_num) == (
+            "Telephone follow-up call",
+            "Call on [diary_date]",
             2,
         )
         f = m.fields
-        assert f["gym"]["field_type"] == "checkbox"
-        assert f["gym"]["select_choices_or_calculations"] == (
-            "0, Monday | 1, Tuesday | 2, Wednesday | 3, Thursday | 4, Friday"
+        walk = f["routine_walk"]
+        assert walk["field_type"] == "checkbox"
+        assert walk["select_choices_or_calculations"] == (
+            "1, Mon | 2, Tue | 3, Wed | 4, Thu | 5, Fri | 6, Sat | 7, Sun"
         )
-        assert f["gym"]["matrix_group_name"] == "weekly_schedule"
-        assert "gym___0" not in f  # one field per checkbox, not one per option
-        slider = f["specify_mood"]
+        assert walk["section_header"] == "On which days of a usual week do you do the following?"
+        matrix = [f[k]["matrix_group_name"] for k in ("routine_walk", "routine_alcohol")]
+        assert matrix == ["weekly_routine", "weekly_routine"]
+        assert "routine_walk___1" not in f  # one field per checkbox, not one per option
+        assert f["comorbid"]["select_choices_or_calculations"] == (
+            "1, Hypertension | 2, Diabetes | 3, Heart failure | 99, Other"
+        )
+        slider = f["mood_today"]
         assert (slider["field_type"], slider["select_choices_or_calculations"]) == (
             "slider",
-            "Very sad | Indifferent | Very happy",
+            "Very low | Neutral | Very good",
         )
-        assert f["given_birth"]["branching_logic"] == '[sex] = "0"'
-        assert (
-            f["num_children"]["text_validation_min"],
-            f["num_children"]["text_validation_max"],
-        ) == (
-            "0",
+        assert f["pregnant"]["branching_logic"] == '[sex] = "1"'
+        assert f["comorbid_other"]["branching_logic"] == "[comorbid(99)] = '1'"
+        assert f["sbp"]["field_note"] == "Seated, after 5 minutes' rest"
+        validation = "text_validation_type_or_show_slider_number"
+        assert [f[k][validation] for k in ("vs_time", "lab_date", "ae_start", "potassium")] == [
+            "time",
+            "date_dmy",
+            "datetime_ymd",
+            "number_1dp",
+        ]
+        assert (f["creatinine"]["text_validation_min"], f["creatinine"]["text_validation_max"]) == (
+            "20",
             "",
         )
+        assert [f[k]["field_type"] for k in ("consent_form", "consent_info", "sms_ok")] == [
+            "file",
+            "descriptive",
+            "truefalse",
+        ]
+        assert (f["vs_time"]["field_annotation"], f["enrol_date"]["required_field"]) == (
+            "@NOW",
+            "y",
+        )
         [(form, settings)] = query(m, "SELECT form_name, settings FROM survey WHERE project_id = ?")
-        assert form == "contact_info"
-        assert json.loads(settings)["title"] == "Contact Info"
+        assert form == "contact_details"
+        settings = json.loads(settings)
+        assert (settings["title"], settings["save_and_return"]) == ("Contact details", "1")
+        assert (
+            settings["instructions"] == "<p>Please check your phone number and e-mail address.</p>"
+        )
+        [(definition,)] = query(m, "SELECT definition FROM report WHERE project_id = ?")
+        assert json.loads(definition) == {
+            "title": "Raised blood pressure at week 6",
+            "fields": ["study_no", "sbp", "dbp"],
+            "filter_logic": "[sbp] > 140",
+            "events": ["week_6_arm_1"],
+        }
 
         rows = list(m.data_rows())
-        assert m.record_ids() == ["1", "2"]
+        assert m.record_ids() == ["1", "2", "3"]
         repeats = [r for r in rows if r.repeat_instrument]
         assert [(r.record, r.event_id, r.repeat_instrument, r.instance) for r in repeats] == [
-            ("1", enrollment.event_id, "baseline_data", 1)
+            ("1", baseline.event_id, "vital_signs", 1),
+            ("1", baseline.event_id, "vital_signs", 2),
         ]
-        assert repeats[0].values == {"weight2": "100", "baseline_data_complete": "0"}
-        arm_2 = m.event("enrollment_arm_2")
-        assert arm_2 is not None
-        [start_2] = [r for r in rows if r.record == "2" and r.event_id == arm_2.event_id]
-        assert start_2.values["weight2"] == "50"  # baseline_data repeats in arm 1 only
-        assert not any("___" in k for r in rows for k in r.values)  # every option unchecked
+        assert repeats[0].values == {
+            "vs_time": "08:40",
+            "sbp": "148",
+            "dbp": "92",
+            "pulse": "71",
+            "weight_kg": "82.4",
+            "vital_signs_complete": "2",
+        }
+        visits = [r for r in rows if r.event_id == unscheduled.event_id]
+        assert [(r.record, r.repeat_instrument, r.instance) for r in visits] == [
+            ("1", "", 1),
+            ("1", "", 2),
+        ]
+        assert visits[0].values == {  # both forms of the event in one instance
+            "vs_time": "07:55",
+            "sbp": "118",
+            "dbp": "70",
+            "pulse": "88",
+            "vital_signs_complete": "2",
+            "ae_term": "Dizziness on standing",
+            "ae_start": "2024-03-20 07:30",
+            "ae_serious": "0",
+            "ae_grade": "2",
+            "adverse_event_complete": "2",
+        }
+        assert visits[1].values["ae_term"] == "Fall at home"
+        baseline_2 = m.event("baseline_arm_2")
+        assert baseline_2 is not None
+        [start_2] = [r for r in rows if r.record == "2" and r.event_id == baseline_2.event_id]
+        assert start_2.key == ("2", baseline_2.event_id, "", 0)  # vital_signs repeats in arm 1 only
+        assert (start_2.values["weight_kg"], start_2.values["potassium"]) == ("97.0", "4.6")
+        checked = {(r.record, k) for r in rows for k in r.values if "___" in k}
+        assert checked == {  # only checked options are kept
+            ("1", "routine_walk___1"),
+            ("1", "routine_walk___3"),
+            ("1", "routine_walk___5"),
+            ("1", "routine_alcohol___6"),
+            ("1", "comorbid___1"),
+            ("2", "routine_walk___6"),
+            ("2", "routine_walk___7"),
+            ("2", "comorbid___2"),
+            ("2", "comorbid___99"),
+        }
+        kept = {k for r in rows for k in r.values}
+        assert not {"egfr", "contact_details_timestamp"} & kept  # calc, survey pseudo-field
+        [screening_1] = [r for r in rows if r.record == "1" and r.event_id == m.events[0].event_id]
+        assert documents(m)[screening_1.values["consent_form"]] == (
+            "consent_0001.pdf",
+            "application/pdf",
+            CONSENT_PDF,
+        )
 
 
 def test_doctest_project_xml_gives_repeating_event_file_report_and_role(
@@ -303,10 +431,16 @@ def test_doctest_project_xml_gives_repeating_event_file_report_and_role(
         assert m.repeats_event(first.event_id) and not m.repeats_event(second.event_id)
         assert m.mapping == {first.event_id: ["form_1"], second.event_id: []}
         assert m.autonumbering
+        assert m.fields["checkbox_field"]["select_choices_or_calculations"] == "1, SMS | 2, E-mail"
         rows = {r.record: r for r in m.data_rows()}
         assert [r.key for r in rows.values()] == [(rec, first.event_id, "", 1) for rec in "123"]
         assert rows["1"].values["checkbox_field___2"] == "1"
         assert "checkbox_field___1" not in rows["1"].values
+        assert rows["3"].values == {
+            "field_1": "1",
+            "checkbox_field___1": "1",
+            "form_1_complete": "1",
+        }
         assert documents(m)[rows["1"].values["upload_field"]] == (
             "test_upload.txt",
             "text/plain",
@@ -316,12 +450,13 @@ def test_doctest_project_xml_gives_repeating_event_file_report_and_role(
         assert query(m, dag) == query(m, "SELECT dag_id FROM dag WHERE project_id = ?")
         [(definition,)] = query(m, "SELECT definition FROM report WHERE project_id = ?")
         assert json.loads(definition) == {
-            "title": "Example Report",
-            "fields": ["record_id", "checkbox_field"],
-            "filter_logic": '([event-name][field_1] = "1")',
-            "events": [],
+            "title": "Eligible, reminded by e-mail",
+            "fields": ["record_id", "field_1", "checkbox_field"],
+            "filter_logic": "[field_1] = '1' and [checkbox_field(2)] = '1'",
+            "events": ["event_1_arm_1"],
         }
-        [(rights,)] = query(m, "SELECT rights FROM role WHERE project_id = ?")
+        [(label, rights)] = query(m, "SELECT role_label, rights FROM role WHERE project_id = ?")
+        assert label == "Test role"
         assert json.loads(rights)["forms"] == {"form_1": 2}
         assert json.loads(rights)["forms_export"] == {"form_1": 0}
 
@@ -342,39 +477,58 @@ def test_ingest_refuses_data_it_cannot_place(sandbox: SandboxServer) -> None:
 # -- project creation through the API --------------------------------------------------------
 
 
-def test_create_project_from_simple_xml(sandbox: SandboxServer) -> None:
-    project = created(sandbox, fixture("test_simple_project")).pycap()
+def test_create_project_from_classic_xml(sandbox: SandboxServer) -> None:
+    project = created(sandbox, fixture("classic_project")).pycap()
     metadata = project.export_metadata()
-    assert len(metadata) == 15 and metadata[0]["field_name"] == "record_id"
-    assert len(project.export_records(record_type="eav")) == 30
+    assert len(metadata) == 16 and metadata[0]["field_name"] == "participant_id"
+    assert len(project.export_records(record_type="eav")) == 34
     info = project.export_project_info()
     assert (info["project_title"], info["purpose"], info["is_longitudinal"]) == ("T", 0, 0)
     assert [
         (d["data_access_group_name"], d["unique_group_name"]) for d in project.export_dags()
-    ] == [("Test DAG", "test_dag")]
+    ] == [("Site Bergen", "site_bergen"), ("Site Oslo", "site_oslo")]  # by label, as REDCap
     records = project.export_records(export_data_access_groups=True)
-    assert [(r["record_id"], r["redcap_data_access_group"]) for r in records] == [
-        ("1", ""),
-        ("2", ""),
-        ("3", "test_dag"),
+    assert [(r["participant_id"], r["redcap_data_access_group"]) for r in records] == [
+        ("1001", ""),
+        ("1002", "site_bergen"),
+        ("1003", "site_oslo"),
     ]
 
 
-def test_create_project_from_long_xml(sandbox: SandboxServer) -> None:
-    project = created(sandbox, fixture("test_long_project")).pycap()
-    assert [a["name"] for a in project.export_arms()] == ["Drug A", "Drug B"]
+def test_create_project_from_longitudinal_xml(sandbox: SandboxServer) -> None:
+    project = created(sandbox, fixture("longitudinal_project")).pycap()
+    assert [a["name"] for a in project.export_arms()] == ["Standard titration", "Rapid titration"]
     events = project.export_events()
-    assert len(events) == 16 and events[9]["unique_event_name"] == "deadline_to_opt_ou_arm_2"
-    assert len(project.export_instrument_event_mappings()) == 44
+    assert len(events) == 12 and events[10]["unique_event_name"] == "telephone_follow_u_arm_2"
+    assert len(project.export_instrument_event_mappings()) == 25
     assert project.export_repeating_instruments_events() == [
-        {"event_name": "enrollment_arm_1", "form_name": "baseline_data", "custom_form_label": ""}
+        {
+            "event_name": "baseline_arm_1",
+            "form_name": "vital_signs",
+            "custom_form_label": "[vs_time]",
+        },
+        {"event_name": "unscheduled_visit_arm_1", "form_name": "", "custom_form_label": ""},
     ]
     records = project.export_records()
-    assert {r["study_id"] for r in records} == {"1", "2"}
-    repeats = [r for r in records if r["redcap_repeat_instrument"]]
+    assert {r["study_no"] for r in records} == {"1", "2", "3"}
+    repeats = [r for r in records if r["redcap_repeat_instance"]]
     assert [
-        (r["redcap_event_name"], r["redcap_repeat_instance"], r["weight2"]) for r in repeats
-    ] == [("enrollment_arm_1", 1, "100")]
+        (
+            r["redcap_event_name"],
+            r["redcap_repeat_instrument"],
+            r["redcap_repeat_instance"],
+            r["sbp"],
+            r["ae_term"],
+        )
+        for r in repeats
+    ] == [
+        ("baseline_arm_1", "vital_signs", 1, "148", ""),
+        ("baseline_arm_1", "vital_signs", 2, "141", ""),
+        ("unscheduled_visit_arm_1", "", 1, "118", "Dizziness on standing"),
+        ("unscheduled_visit_arm_1", "", 2, "", "Fall at home"),
+    ]
+    content, headers = project.export_file("1", "consent_form", event="screening_arm_1")
+    assert (content, headers["name"]) == (CONSENT_PDF, "consent_0001.pdf")
 
 
 def test_create_project_from_doctest_xml_keeps_the_uploaded_file(sandbox: SandboxServer) -> None:
@@ -478,9 +632,9 @@ def longitudinal_with_data(sandbox: SandboxServer) -> Handle:
 
 
 SOURCES = {
-    "simple": lambda sandbox: ingest(sandbox, fixture("test_simple_project")),
-    "long": lambda sandbox: ingest(sandbox, fixture("test_long_project")),
-    "doctest": lambda sandbox: ingest(sandbox, fixture("doctest_project")),
+    "classic_xml": lambda sandbox: ingest(sandbox, fixture("classic_project")),
+    "longitudinal_xml": lambda sandbox: ingest(sandbox, fixture("longitudinal_project")),
+    "doctest_xml": lambda sandbox: ingest(sandbox, fixture("doctest_project")),
     "classic": classic_with_data,
     "longitudinal": longitudinal_with_data,
 }
@@ -521,7 +675,7 @@ def test_export_writes_redcaps_structure(sandbox: SandboxServer) -> None:
     [checkbox_list] = [
         c for c in mdv.iter("CodeList") if c.get("OID") == "checkbox_field___1.choices"
     ]
-    assert checkbox_list.get("CheckboxChoices") == "1, Option 1|2, Option 2"
+    assert checkbox_list.get("CheckboxChoices") == "1, SMS|2, E-mail"
     [subject] = [s for s in root.iter("SubjectData") if s.get("SubjectKey") == "1"]
     values = {i.get("ItemOID"): i.get("Value") for i in subject.iter("ItemData")}
     assert values == {
@@ -538,6 +692,26 @@ def test_export_writes_redcaps_structure(sandbox: SandboxServer) -> None:
         "text/plain",
         "dGVzdCB1cGxvYWQK",
     )
+
+
+def layout(element: Any) -> tuple[Any, ...]:
+    """An element with its attributes, text and children, for comparing documents."""
+    text = (element.text or "").strip()
+    return (element.tag, sorted(element.attrib.items()), text, [layout(c) for c in element])
+
+
+@pytest.mark.parametrize("name", ["doctest_project", "longitudinal_project"])
+def test_export_lays_out_metadata_as_redcap_does(sandbox: SandboxServer, name: str) -> None:
+    """Arms and events, forms cut into item groups, one ItemDef per ItemRef (REDCap repeats a
+    survey's timestamp), range checks and code lists: element for element as in the fixture,
+    which is written in REDCap 15's layout."""
+    xml = fixture(name)
+    handle = ingest(sandbox, xml)
+    flags = {"exportDataAccessGroups": "true", "exportSurveyFields": "true"}
+    exported = odm.parse(export_xml(handle, **flags).text).find("Study/MetaDataVersion")
+    original = odm.parse(xml).find("Study/MetaDataVersion")
+    assert exported is not None and original is not None
+    assert [layout(e) for e in exported] == [layout(e) for e in original]
 
 
 def test_export_leaves_out_what_was_not_asked_for(sandbox: SandboxServer) -> None:

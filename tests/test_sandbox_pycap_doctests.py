@@ -1,9 +1,11 @@
 """PyCap's own documentation examples, run unchanged against the local REDCap-compatible server.
 
 PyCap's maintainers run these doctests against a real REDCap server, on a project created from
-`doctest_project.xml` (in ../shared/fixtures). Passing them here is the strongest evidence that
-PyCap works against this server as it does against REDCap. The examples share one project and
-change it as they go, so they run in PyCap's own order: module by module, then by name.
+their own project XML. We create ours from `tests/fixtures/redcap-odm/doctest_project.xml`, this
+project's own file with the state the examples expect (see the README there). Passing them here is
+the strongest evidence that PyCap works against this server as it does against REDCap. The
+examples share one project and change it as they go, so they run in PyCap's own order: module by
+module, then by name.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from conftest import REPO
 
 from hekta_redcap.sandbox.server import running
 
-DOCTEST_XML = REPO.parent / "shared" / "fixtures" / "redcap-odm" / "doctest_project.xml"
+DOCTEST_XML = REPO / "tests" / "fixtures" / "redcap-odm" / "doctest_project.xml"
 PUBLIC_URL = "https://redcapdemo.vumc.org/"  # the base URL PyCap's examples show in links
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -30,7 +30,7 @@ from hekta_redcap.design import unique_event_name
 from hekta_redcap.sandbox.models import METADATA_COLUMNS, ProjectModel
 from hekta_redcap.sandbox.server import SandboxServer
 
-ODM_FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/redcap-odm"
+ODM_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "redcap-odm"
 CLASSIC_ROWS = dictionary_rows(CLASSIC_DICTIONARY)
 NO_PERMISSION = "You do not have permissions to use the API"
 
@@ -884,17 +884,13 @@ def test_create_project_refusals(sandbox: SandboxServer) -> None:
 
 
 def test_create_project_from_odm(sandbox: SandboxServer) -> None:
-    try:
-        from hekta_redcap.sandbox.odm import ingest  # noqa: F401
-    except ImportError:
-        pytest.skip("hekta_redcap.sandbox.odm.ingest is not written yet (ODM area)")
-    xml = (ODM_FIXTURE / "test_simple_project.xml").read_text(encoding="utf-8")
+    xml = (ODM_FIXTURE / "classic_project.xml").read_text(encoding="utf-8")
     data = "<item><project_title>From ODM</project_title><purpose>0</purpose></item>"
     reply = create(sandbox, data, odm=xml)
     assert reply.status_code == 200, reply.text
     project = handle_for(sandbox, reply.text).pycap()
     metadata = project.export_metadata()
-    assert len(metadata) == 15
-    assert metadata[0]["field_name"] == "record_id"
-    assert {m["form_name"] for m in metadata} == {"demographics"}
-    assert len(project.export_field_names()) == 16
+    assert len(metadata) == 16
+    assert metadata[0]["field_name"] == "participant_id"
+    assert {m["form_name"] for m in metadata} == {"screening"}
+    assert len(project.export_field_names()) == 17  # 16 fields and screening_complete

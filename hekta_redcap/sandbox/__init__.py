@@ -13,6 +13,9 @@ Layout (state apart from HTTP, as moto does it):
 - `odm.py`: CDISC ODM project XML in (project creation) and out (project XML export).
 - `app.py`: the WSGI app; `faults.py`: fault injection; `server.py`: running it.
 
-Behaviour follows `../shared/redcap-api.md`. Where the server cannot do what REDCap does, it
-refuses with a clear error rather than answer wrongly.
+Behaviour follows REDCap's API as its clients (PyCap, REDCapR) use it. The tests pin it down,
+among them PyCap's own documentation examples (`tests/test_sandbox_pycap_doctests.py`) and
+projects created from project XML in REDCap's export format (`tests/fixtures/redcap-odm/`,
+described in the README there). Where the server cannot do what REDCap does, it refuses with a
+clear error rather than answer wrongly.
 """

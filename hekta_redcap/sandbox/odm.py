@@ -1,9 +1,10 @@
 """CDISC ODM project XML in and out: REDCap's way of carrying a whole project between servers.
 
 `ingest` fills a freshly created project from a REDCap project XML (`content=project` with
-`odm`); `export` writes the same kind of document (`content=project_xml`). Both follow the real
-exports in `shared/fixtures/redcap-odm/`, so a project taken from a real REDCap server loads
-here, and an exported one loads again (here or, as far as we can tell, in REDCap).
+`odm`); `export` writes the same kind of document (`content=project_xml`). Both follow the
+layout of REDCap's own project XML exports (the test fixtures in tests/fixtures/redcap-odm/ are
+written in it; their README lists what they exercise), so a project taken from a real REDCap
+server loads here, and an exported one loads again (here or, as far as we can tell, in REDCap).
 
 REDCap's extensions live in the `redcap:` namespace. On the way in every namespace is dropped
 (`redcap:FieldType` is read as `FieldType`): ODM and REDCap never use the same local name for
@@ -785,27 +786,31 @@ def _report_attributes(model: ProjectModel, order: int, report_id: int, stored: 
 
 
 def _groups(model: ProjectModel, form: str, pseudo: list[str], timestamp: bool) -> list[Group]:
-    """A form's ItemGroupDefs as REDCap cuts them [I from the fixtures]: a field with a section
-    header gets a group of its own (named by the header), the next field starts a new one
-    (named by the form); pseudo-fields follow the record id; a survey's timestamp opens the
-    form's fields; `_complete` closes the form in "Form Status"."""
+    """A form's ItemGroupDefs as REDCap cuts them [I, from its exports]: a field with a section
+    header gets a group of its own (named by the header), the next field starts a new one (named
+    by the form, or unnamed when it is a checkbox); pseudo-fields follow the record id; a
+    survey's timestamp opens the form's fields (in the record id's form REDCap lists it with the
+    pseudo-fields too); `_complete` closes the form in "Form Status"."""
     label = model.form_labels[form]
     lead = [f"{form}_timestamp"] if timestamp else []
     groups: list[Group] = []
-    after_header = True
+    new_group, after_header = True, False
     for row in model.fields_of(form):
         name = row["field_name"]
         items = [Item(c, name, row) for c in (model.export_columns(row) or [name])]
+        restart = False
         if name == model.record_id_field:
             items += [Item(p, p) for p in (*pseudo, *lead)]
+            restart = bool(lead)  # the timestamp opens the next group again
         else:
             items = [Item(p, p) for p in lead] + items
-        lead = []
+            lead = []
         header = row["section_header"]
-        if header or after_header:
-            groups.append(Group(f"{form}.{items[0].oid}", header or label, []))
+        if header or new_group:
+            unnamed = after_header and row["field_type"] == "checkbox"
+            groups.append(Group(f"{form}.{items[0].oid}", header or ("" if unnamed else label), []))
         groups[-1].items += items
-        after_header = bool(header)
+        new_group, after_header = bool(header) or restart, bool(header)
     complete = f"{form}_complete"
     groups.append(Group(f"{form}.{complete}", "Form Status", [Item(complete, complete)]))
     return groups
@@ -824,7 +829,7 @@ def _write_metadata(xml: Writer, model: ProjectModel, groups: dict[str, list[Gro
         with xml.element("FormDef", attrs):
             for group in groups[form]:
                 xml.empty("ItemGroupRef", {"ItemGroupOID": group.oid, "Mandatory": "No"})
-    items: dict[str, Item] = {}
+    refs: list[Item] = []  # one ItemDef per ItemRef, repeats included, as REDCap writes them
     for form in model.forms:
         for group in groups[form]:
             with xml.element(
@@ -838,10 +843,10 @@ def _write_metadata(xml: Writer, model: ProjectModel, groups: dict[str, list[Gro
                         "redcap:Variable": item.variable,
                     }
                     xml.empty("ItemRef", attrs)
-                    items.setdefault(item.oid, item)
-    for item in items.values():
+                    refs.append(item)
+    for item in refs:
         _write_item_def(xml, item)
-    for item in items.values():
+    for item in {item.oid: item for item in refs}.values():
         _write_code_list(xml, model, item)
 
 
