@@ -1,9 +1,11 @@
 """The daemon: sync, then validation, then the reminder pass (with the follow-up write-back and
 the daily digests), each on its own interval, for years, unattended.
 
-One daemon per project at a time: a lock file beside the store says who runs, and a lock
-whose process is gone (or whose heartbeat stopped long ago) is taken over. SIGTERM or SIGINT
-stops the loop after the step that is running, so a step is never cut short by a shutdown.
+One daemon per project at a time: the operating system's lock on a file beside the store says
+who runs (released by the kernel however its holder ends), and the file names its holder so a
+daemon on another host counts while its heartbeat is fresh. A step that fails, for whatever
+reason, is logged in one line and runs again at its next turn. SIGTERM or SIGINT stops the loop
+after the step that is running, so a step is never cut short by a shutdown.
 
     >>> run_daemon(Settings.load(), load_project("hekta"), once=True)   # one cycle
 
@@ -14,6 +16,7 @@ Intervals come from the settings `HEKTA_SYNC_MINUTES` (default 15), `HEKTA_VALID
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
@@ -69,55 +72,81 @@ class Locked(HektaError):
 
 @contextmanager
 def daemon_lock(store: Store, project: str) -> Iterator[Path]:
-    """Hold the project's lock file for the daemon's lifetime.
+    """Hold the project's lock for the daemon's lifetime.
 
-    The file is created atomically; an existing one is stale when its process is gone on this
-    host, or its daemon's heartbeat is older than `STALE_AFTER` (a crashed host), and is then
-    taken over.
+    The operating system's lock (`flock`) on the file decides between starters on this host:
+    the kernel releases it when its holder ends, however it ends, so two starters can never
+    both win. The file also names its holder, and a holder on another host (a store on a
+    shared disk, which `flock` may not span) still counts while its heartbeat is younger than
+    `STALE_AFTER`.
     """
     path = store.path.with_name(f"{store.path.stem}.{project}.daemon.lock")
-    mine = {"pid": os.getpid(), "host": socket.gethostname()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            if not _stale(path, store, project):
-                holder = path.read_text(errors="replace").strip()
-                raise Locked(f"a daemon already runs {project} ({holder}; lock {path})") from None
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as file:
-            file.write(json.dumps(mine))
-        break
-    else:
-        raise Locked(f"could not take the lock {path}")
+    fd = _flock(path)
+    if fd is None:
+        raise Locked(f"a daemon already runs {project} ({_holder_text(path)}; lock {path})")
     try:
+        holder = _holder(path)
+        if holder and holder[1] != socket.gethostname() and _beating(store, project, holder[1]):
+            raise Locked(f"a daemon already runs {project} ({_holder_text(path)}; lock {path})")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
         yield path
     finally:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # before unlocking: a starter waiting on it sees a new file
+        os.close(fd)
 
 
-def _stale(path: Path, store: Store, project: str) -> bool:
+def _flock(path: Path) -> int | None:
+    """A descriptor of `path` holding its exclusive lock, or None when another process holds it.
+    A file unlinked by its last holder between our open and our lock is opened anew."""
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _holder(path: Path) -> tuple[int, str] | None:
+    """The pid and host the lock file names (None when empty or unreadable)."""
     try:
         holder = json.loads(path.read_text())
-        pid, host = int(holder["pid"]), str(holder["host"])
+        return int(holder["pid"]), str(holder["host"])
     except (OSError, ValueError, KeyError, TypeError):
-        return True  # unreadable: a daemon died while writing it
-    if host == socket.gethostname():
-        return not _running_here(pid)
+        return None
+
+
+def _holder_text(path: Path) -> str:
+    holder = _holder(path)
+    return f"pid {holder[0]} on {holder[1]}" if holder else "holder unknown"
+
+
+def _beating(store: Store, project: str, host: str) -> bool:
     beat = store.read_heartbeat(f"{project}@{host}")
-    return beat is None or now() - beat.beat > STALE_AFTER
+    return beat is not None and beat.state != "stopped" and now() - beat.beat <= STALE_AFTER
 
 
 def _running_here(pid: int) -> bool:
-    """Whether a process with this id runs on this host (a signal-0 probe)."""
+    """Whether a process with this id runs on this host (a signal-0 probe; a zombie, ended but
+    not yet reaped by its parent, does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the probe's answer stands
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def steps(settings: Settings, project: Project, store: Store, reports: Path) -> list[Step]:
@@ -186,6 +215,12 @@ def run_daemon(
                 summary = step.action()
             except HektaError as exc:
                 outcome, summary = "failed", f"{project.name}: {step.name} failed: {exc}"
+            except (
+                Exception
+            ) as exc:  # an unforeseen fault must not end a daemon that runs for years
+                logger.debug("step %s failed", step.name, exc_info=True)
+                kind = type(exc).__name__
+                outcome, summary = "failed", f"{project.name}: {step.name} failed: {kind}: {exc}"
             done.append(summary)
             if say is None:  # structured: the summary holds counts and paths, never values
                 logger.info(

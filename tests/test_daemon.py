@@ -18,7 +18,7 @@ from conftest import LIBRARY, REPO
 
 from hekta_redcap.cli import cli
 from hekta_redcap.config import Settings
-from hekta_redcap.daemon import Locked, daemon_lock, run_daemon, status
+from hekta_redcap.daemon import Locked, _running_here, daemon_lock, run_daemon, status
 from hekta_redcap.outbox import Key, Outbox
 from hekta_redcap.sandbox.provision import provision
 from hekta_redcap.sandbox.server import SandboxServer
@@ -146,3 +146,91 @@ def test_status_command(trial: Settings, tmp_path: Path) -> None:
         box.answer(key, "maybe_sent", "outcome unknown: ReadTimeout", now())
     result = CliRunner().invoke(cli, ["status", "--project", "hekta"], env=dict(trial.values))
     assert "reminders a person must check: 1" in result.output
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from hekta_redcap.config import Settings
+from hekta_redcap.daemon import Locked, daemon_lock
+from hekta_redcap.store import Store
+
+go, release = Path(sys.argv[1]), Path(sys.argv[2])
+with Store.open(Settings.load((), {"HEKTA_STORE": sys.argv[3]})) as store:
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(0.005)
+    try:
+        with daemon_lock(store, "hekta"):
+            print("won", flush=True)
+            while not release.exists():
+                time.sleep(0.05)
+    except Locked:
+        print("refused", flush=True)
+"""
+
+
+def _starter(tmp_path: Path, trial: Settings) -> subprocess.Popen[str]:
+    """A process that takes the project's lock when `go` appears, holding it until `release`."""
+    args = [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "go"), str(tmp_path / "release")]
+    return subprocess.Popen(
+        [*args, trial.values["HEKTA_STORE"]],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def test_starters_racing_for_a_stale_lock_never_both_win(trial: Settings, tmp_path: Path) -> None:
+    """Eight starters, released at once onto a lock file left by a dead daemon: one wins."""
+    with Store.open(trial) as store:
+        lock = store.path.with_name(f"{store.path.stem}.hekta.daemon.lock")
+    lock.write_text(json.dumps({"pid": 2**22 + 1, "host": os.uname().nodename}))
+    starters = [_starter(tmp_path, trial) for _ in range(8)]
+    assert all(p.stdout and p.stdout.readline().strip() == "ready" for p in starters)
+    (tmp_path / "go").touch()
+    answers = sorted(p.stdout.readline().strip() for p in starters if p.stdout)
+    (tmp_path / "release").touch()
+    assert all(p.wait(timeout=60) == 0 for p in starters)
+    assert answers == ["refused"] * 7 + ["won"]
+
+
+def test_a_daemon_killed_but_not_reaped_does_not_hold_the_lock(
+    trial: Settings, tmp_path: Path
+) -> None:
+    """A supervisor that does not reap leaves a zombie: its lock is free and it is not alive."""
+    (tmp_path / "go").touch()
+    killed = _starter(tmp_path, trial)
+    assert killed.stdout is not None and killed.stdout.read(10).split() == ["ready", "won"]
+    os.kill(killed.pid, signal.SIGKILL)  # the lock file stays behind, naming the killed pid
+    stat = Path(f"/proc/{killed.pid}/stat")
+    deadline = time.monotonic() + 30
+    while stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running_here(killed.pid)
+    with Store.open(trial) as store:
+        for _ in range(50):  # the kernel may release a killed process's files a moment later
+            try:
+                with daemon_lock(store, "hekta") as lock:
+                    assert json.loads(lock.read_text())["pid"] == os.getpid()
+                    break
+            except Locked:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the killed daemon's lock was never free")
+    killed.wait()
+
+
+def test_a_step_failing_for_any_reason_is_logged_and_the_cycle_goes_on(
+    trial: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("unexpected reply")
+
+    monkeypatch.setattr("hekta_redcap.daemon.sync.run", broken)
+    summaries = run_daemon(
+        trial, load_project("hekta", LIBRARY), once=True, reports=tmp_path / "reports"
+    )
+    assert summaries[0] == "hekta: sync failed: ValueError: unexpected reply"
+    assert summaries[1:] and summaries[1] == "hekta: nothing to validate yet"
+    assert len(summaries) == 3  # the reminder pass ran too
