@@ -9,8 +9,8 @@ after. All arithmetic is on dates, so daylight-saving changes cannot move a wind
 States, checked in this order (the first that holds wins):
 
 - `completed`: the follow-up's forms are complete (`_complete` = 2 or the survey submitted);
-- `stopped`: a stop rule of the reminder policy holds (withdrawn, deceased, do-not-contact ...)
-  or the participant has neither a valid mobile number nor e-mail address;
+- `stopped`: a stop rule of the reminder policy holds (withdrawn, lost, deceased,
+  do-not-contact ...);
 - `not_due`: before the window opens;
 - `missed`: after the window closed;
 - `overdue`: past the target date, window still open;
@@ -21,6 +21,10 @@ The next step of the reminder policy is due at the window's opening plus the ste
 and never sooner after the previous step was actually sent than the planned gap between the
 two (the catch-up rule: after downtime the steps shift, they never go out in a burst). A step
 that would fall after the window closes is not taken.
+
+A participant with neither a valid mobile number nor e-mail address gets no messages, but the
+follow-up keeps its state by time and completion: its next action is to add the contact details
+before the window opens, and to call via the clinic while it is open (`contact_missing`).
 
     >>> work = worklist(project, rows, history, as_of=dt.date(2026, 11, 22))
     >>> work[work["state"] == "overdue"][["record_id", "event", "next_action"]]
@@ -65,6 +69,7 @@ WORKLIST = (
     "stop_reason",
     "last_reminder",
     "maybe_sent",
+    "contact_missing",
     "dag",
 )
 STATES = ("not_due", "window_open", "reminded", "completed", "overdue", "missed", "stopped")
@@ -73,7 +78,6 @@ STATES = ("not_due", "window_open", "reminded", "completed", "overdue", "missed"
 TAKEN = ("intent", "sent", "maybe_sent")
 MAX_ATTEMPTS = 3
 HISTORY = ("record_id", "event", "step", "channel", "status", "attempts", "at")
-NO_CONTACT = "no_contact"
 EVENT = "redcap_event_name"
 REPEAT = "redcap_repeat_instrument"
 DAG = "redcap_data_access_group"
@@ -82,7 +86,8 @@ _PHRASES = {
     "nb": {
         "check": "Sjekk om meldingen ble sendt",
         "refused": "Meldingen ble avvist: sjekk kontaktinformasjonen",
-        "update": "Oppdater kontaktinformasjonen",
+        "add": "Legg inn kontaktinformasjon",
+        "clinic": "Ring via behandlingsstedet",
         "waiting": "Venter på svar",
         "enter": "Registrer data",
         "call": "Ring deltakeren",
@@ -95,7 +100,8 @@ _PHRASES = {
     "en": {
         "check": "Check whether the message was sent",
         "refused": "The message was refused: check the contact details",
-        "update": "Update the contact details",
+        "add": "Add contact details",
+        "clinic": "Call via the clinic",
         "waiting": "Awaiting a response",
         "enter": "Enter the data",
         "call": "Call the participant",
@@ -330,7 +336,7 @@ def worklist(
         contact, reason = None, ""
         if followup.contact:  # stop rules and contact details matter only to contacting
             contact = contacts.get(record)
-            reason = reasons.get(record, "") or ("" if contact else NO_CONTACT)
+            reason = reasons.get(record, "")
         row = _assess(
             policy,
             followup,
@@ -450,6 +456,7 @@ def _assess(
     sent = [t for t in history if t.step in to_participant and t.status in TAKEN]
     maybe = [t for t in history if t.status in ("maybe_sent", "intent")]
     refused = [t for t in history if t.status == "failed" and t.attempts >= MAX_ATTEMPTS]
+    missing = followup.contact and contact is None
     if completed:
         state = "completed"
     elif reason:
@@ -473,11 +480,11 @@ def _assess(
     elif refused and state not in ("completed", "stopped", "missed"):
         action = phrases["refused"]
     elif state == "stopped":
-        action = (
-            phrases["update"] if reason == NO_CONTACT else phrases["stopped"].format(reason=reason)
-        )
+        action = phrases["stopped"].format(reason=reason)
     elif state in ("completed", "missed"):
         action = ""
+    elif missing:
+        action = phrases["add"] if state == "not_due" else phrases["clinic"]
     elif not followup.contact:
         action = phrases["enter"] if state != "not_due" else ""
     elif upcoming is not None:
@@ -508,6 +515,7 @@ def _assess(
         "stop_reason": reason if state == "stopped" else "",
         "last_reminder": last,
         "maybe_sent": len(maybe),
+        "contact_missing": missing,
     }
 
 

@@ -7,7 +7,8 @@ and the items of each nurse's daily digest.
     >>> Path("worklist.html").write_text(render_html(project, work, "nb", today))
 
 Urgency: messages that may have been sent (a person must check), overdue, window open or
-reminded (closing soonest first), stopped for want of contact details, then not yet due.
+reminded (closing soonest first), a participant's next follow-up that lacks contact details,
+then not yet due.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from hekta_redcap.followup import COLUMNS, NO_CONTACT, state_labels
+from hekta_redcap.followup import COLUMNS, state_labels
 from hekta_redcap.messages import shown_date
 from hekta_redcap.study import Project
 
 CSV_COLUMNS = (*COLUMNS, "state", "reminders_sent", "next_action", "dag", "stop_reason")
 DATES = ("anchor_date", "target_date", "window_open", "window_close")
-URGENCY = {"overdue": 1, "window_open": 2, "reminded": 2, "stopped": 3, "not_due": 4}
+URGENCY = {"overdue": 1, "window_open": 2, "reminded": 2, "not_due": 4}
+ADD_CONTACT = 3  # the rank of a not-yet-due follow-up whose participant has no contact details
 SOON = dt.timedelta(days=14)  # not-yet-due follow-ups opening within this are worth showing
 HEADINGS = {
     "nb": ("ID", "Hendelse", "Vindu", "Status", "Påm.", "Neste handling"),
@@ -47,14 +49,20 @@ def needing_action(work: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     if work.empty:
         return work
     soon = work["window_open"].map(lambda d: d is not None and d - as_of <= SOON)
+    not_due = work["state"] == "not_due"
+    # Contact details are wanted before a participant's next window opens, however far off.
+    wanting = work[not_due & work["contact_missing"].astype(bool)]
+    first = wanting.sort_values("window_open", kind="stable").drop_duplicates("record_id")
+    add_contact = pd.Series(work.index.isin(first.index), index=work.index)
     keep = (
         work["state"].isin(["overdue", "window_open", "reminded"])
         | (work["maybe_sent"] > 0)
-        | ((work["state"] == "stopped") & (work["stop_reason"] == NO_CONTACT))
-        | ((work["state"] == "not_due") & soon)
+        | add_contact
+        | (not_due & soon)
     )
     chosen = work[keep]
-    rank = chosen["state"].map(URGENCY).where(chosen["maybe_sent"] == 0, 0)
+    rank = chosen["state"].map(URGENCY).where(~add_contact[keep], ADD_CONTACT)
+    rank = rank.where(chosen["maybe_sent"] == 0, 0)
     return (
         chosen.assign(_rank=rank)
         .sort_values(["_rank", "window_close", "record_id"], kind="stable")

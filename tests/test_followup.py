@@ -13,7 +13,6 @@ from conftest import LIBRARY
 from hekta_redcap.followup import (
     HISTORY,
     MAX_ATTEMPTS,
-    NO_CONTACT,
     STATES,
     add,
     anchor_dates,
@@ -23,6 +22,7 @@ from hekta_redcap.followup import (
     worklist,
 )
 from hekta_redcap.study import Offset, load_project
+from hekta_redcap.worklist import needing_action
 
 D = dt.date
 OSLO = ZoneInfo("Europe/Oslo")
@@ -166,15 +166,62 @@ def test_states_follow_the_clock(as_of: dt.date, history: tuple | None, state: s
         ({"eos_status": "2"}, "stopped", "withdrawn"),
         ({"eos_status": "4"}, "stopped", "deceased"),
         ({"do_not_contact": "1"}, "stopped", "do_not_contact"),
-        ({"contact_mobile": "12", "contact_email": "not-an-address"}, "stopped", NO_CONTACT),
         ({"complete": "2", "eos_status": "2"}, "completed", ""),  # completed before withdrawing
     ],
 )
 def test_completion_and_stop_rules(baseline: dict[str, str], state: str, reason: str) -> None:
     row = _six(_rows(**baseline), OPENS + dt.timedelta(days=2))
     assert (row["state"], row["stop_reason"]) == (state, reason)
-    if reason == NO_CONTACT:
-        assert row["next_action"] == "Update the contact details"
+
+
+NO_ADDRESS = {"contact_mobile": "12", "contact_email": "not-an-address"}  # neither is valid
+
+
+@pytest.mark.parametrize(
+    ("as_of", "baseline", "state", "action"),
+    [
+        (OPENS - dt.timedelta(days=90), NO_ADDRESS, "not_due", "Add contact details"),
+        (OPENS - dt.timedelta(days=1), NO_ADDRESS, "not_due", "Add contact details"),
+        (OPENS, NO_ADDRESS, "window_open", "Call via the clinic"),
+        (OPENS + dt.timedelta(days=20), NO_ADDRESS, "window_open", "Call via the clinic"),
+        (TARGET + dt.timedelta(days=1), NO_ADDRESS, "overdue", "Call via the clinic"),
+        (CLOSES, NO_ADDRESS, "overdue", "Call via the clinic"),
+        (CLOSES + dt.timedelta(days=1), NO_ADDRESS, "missed", ""),
+        (CLOSES + dt.timedelta(days=30), NO_ADDRESS, "missed", ""),
+        (OPENS + dt.timedelta(days=2), {**NO_ADDRESS, "complete": "2"}, "completed", ""),
+        (
+            OPENS - dt.timedelta(days=1),
+            {"contact_mobile": "", "contact_email": ""},
+            "not_due",
+            "Add contact details",
+        ),
+        # a stop rule still wins over the missing address
+        (
+            OPENS + dt.timedelta(days=2),
+            {**NO_ADDRESS, "eos_status": "2"},
+            "stopped",
+            "None (stopped: withdrawn)",
+        ),
+    ],
+)
+def test_without_contact_details_a_follow_up_keeps_its_state_in_time(
+    as_of: dt.date, baseline: dict[str, str], state: str, action: str
+) -> None:
+    row = _six(_rows(**baseline), as_of)
+    assert (row["state"], row["next_action"]) == (state, action)
+    assert row["stop_reason"] == ("withdrawn" if state == "stopped" else "")
+    assert row["contact_missing"] and row["channel"] == ""
+    if state in ("window_open", "overdue"):  # no message to the participant, the nurse's call
+        assert row["next_step"] in ("", "call")
+
+
+def test_the_worklist_asks_for_contact_details_once_per_participant() -> None:
+    as_of = OPENS - dt.timedelta(days=60)  # both follow-ups months away
+    work = worklist(load_project("hekta", LIBRARY), _rows(**NO_ADDRESS), None, as_of, "en")
+    shown = needing_action(work, as_of)
+    assert shown[["event", "next_action"]].values.tolist() == [[SIX, "Add contact details"]]
+    reachable = worklist(load_project("hekta", LIBRARY), _rows(), None, as_of, "en")
+    assert needing_action(reachable, as_of).empty
 
 
 def test_the_survey_timestamp_also_completes_a_form() -> None:
