@@ -3,6 +3,10 @@
 Each command is a thin layer over a domain module. Errors a user can fix (a bad definition
 file, a missing setting) are printed as one line naming the file, line or variable, with a
 non-zero exit code and no traceback.
+
+Each command imports the modules it uses when it runs, so that a command pays only for its own
+(`--help` starts in a fraction of the time the lint rules, pandas or the sandbox take to load;
+`sync` loads neither pandas nor the definitions); tests/test_cli.py holds that line.
 """
 
 from __future__ import annotations
@@ -15,38 +19,21 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import redcap
-import yaml
 
-from hekta_redcap import __version__
-from hekta_redcap.config import Settings
-from hekta_redcap.connection import connect, failure
-from hekta_redcap.deploy import apply_plan, write_bundle
-from hekta_redcap.design import compile_design, write_design
-from hekta_redcap.dictionary import (
-    compile_project,
-    read_csv,
-    rows_to_definitions,
-    to_csv,
-    write_csv,
-)
+from hekta_redcap import LANGUAGES, __version__
+from hekta_redcap.config import SANDBOX_ENV, Settings
 from hekta_redcap.errors import HektaError, Origin
-from hekta_redcap.lint import DictionaryContext, Finding, lint_all, lint_dictionary
-from hekta_redcap.model import LANGUAGES
-from hekta_redcap.plan import Plan, make_plan
-from hekta_redcap.sandbox.faults import KINDS, Faults
-from hekta_redcap.sandbox.provision import SANDBOX_ENV, provision
-from hekta_redcap.sandbox.server import LOOPBACK, SUPER_TOKEN_FILE, build, running, super_token
-from hekta_redcap.study import (
-    FORMS_DIR,
-    STUDIES_DIR,
-    available_projects,
-    default_root,
-    load_project,
-)
+from hekta_redcap.sandbox.faults import KINDS
+
+if TYPE_CHECKING:
+    import redcap
+
+    from hekta_redcap.lint import Finding
+    from hekta_redcap.plan import Plan
+    from hekta_redcap.study import Project
 
 
 class _Group(click.Group):
@@ -87,6 +74,8 @@ def _definition_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(command)
     def wrapper(*args: Any, definitions: Path | None, overlay_dir: Path | None, **kw: Any) -> Any:
+        from hekta_redcap.study import default_root
+
         settings: Settings = click.get_current_context().obj
         root = definitions or _path(settings.get("HEKTA_DEFINITIONS")) or default_root()
         overlay = overlay_dir or _path(settings.get("HEKTA_OVERLAY_DIR"))
@@ -97,6 +86,13 @@ def _definition_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+def _load(project: str, root: Path, overlay_dir: Path | None) -> Project:
+    """A project's definitions (study.py loads pydantic and YAML, so it is imported here)."""
+    from hekta_redcap.study import load_project
+
+    return load_project(project, root, overlay_dir)
 
 
 project_option = click.option("--project", "-p", required=True, help="Project name, e.g. hekta.")
@@ -119,6 +115,8 @@ def _print_findings(findings: list[Finding]) -> int:
 @_definition_options
 def lint(projects: tuple[str, ...], root: Path, overlay_dir: Path | None) -> None:
     """Check the definitions against REDCap's rules and the project's own."""
+    from hekta_redcap.lint import lint_all
+
     findings = lint_all(root, projects or None, overlay_dir)
     if _print_findings(findings):
         raise SystemExit(1)
@@ -133,7 +131,9 @@ def dictionary(
     project: str, output: Path | None, lang: str, root: Path, overlay_dir: Path | None
 ) -> None:
     """Write the project's REDCap data dictionary (CSV, REDCap's 18 columns)."""
-    rows = compile_project(load_project(project, root, overlay_dir), lang)
+    from hekta_redcap.dictionary import compile_project, to_csv, write_csv
+
+    rows = compile_project(_load(project, root, overlay_dir), lang)
     if output is None:
         click.echo(to_csv(rows), nl=False)
     else:
@@ -148,7 +148,9 @@ def dictionary(
 @_definition_options
 def design(project: str, output: Path, lang: str, root: Path, overlay_dir: Path | None) -> None:
     """Write arms, events, instrument-event mapping and repeating setup (JSON and CSV)."""
-    files = write_design(compile_design(load_project(project, root, overlay_dir), lang), output)
+    from hekta_redcap.design import compile_design, write_design
+
+    files = write_design(compile_design(_load(project, root, overlay_dir), lang), output)
     for file in files:
         click.echo(str(file))
 
@@ -196,6 +198,8 @@ def push_command(
     overlay_dir: Path | None,
 ) -> None:
     """Apply the definitions to the live project, after showing the plan."""
+    from hekta_redcap.deploy import apply_plan, write_bundle
+
     client, found = _plan(ctx, project, root, overlay_dir)
     click.echo(found.render())
     if not found.changes:
@@ -234,7 +238,12 @@ def _confirmed(question: str) -> bool:
 def _plan(
     ctx: click.Context, project: str, root: Path, overlay_dir: Path | None
 ) -> tuple[redcap.Project, Plan]:
-    definitions = load_project(project, root, overlay_dir)
+    import redcap
+
+    from hekta_redcap.connection import connect, failure
+    from hekta_redcap.plan import make_plan
+
+    definitions = _load(project, root, overlay_dir)
     client = connect(ctx.obj, project)
     try:
         return client, make_plan(client, definitions)
@@ -248,6 +257,10 @@ def _plan(
 @click.option("--project", "-p", help="Project name for the study file (default: from CSV name).")
 def import_dictionary(csv_file: Path, output: Path, project: str | None) -> None:
     """Turn an existing REDCap data dictionary into definition files."""
+    from hekta_redcap.dictionary import read_csv, rows_to_definitions
+    from hekta_redcap.lint import DictionaryContext, lint_dictionary
+    from hekta_redcap.study import FORMS_DIR, STUDIES_DIR
+
     if not csv_file.is_file():
         raise HektaError("file not found", Origin(csv_file))
     rows = read_csv(csv_file)
@@ -266,21 +279,22 @@ def import_dictionary(csv_file: Path, output: Path, project: str | None) -> None
     )
 
 
-class _Dumper(yaml.SafeDumper):
-    """Writes each choice (`{code, label}`) on one line, as the shipped definitions do."""
-
-
-_Dumper.add_representer(
-    dict,
-    lambda dumper, data: dumper.represent_mapping(
-        "tag:yaml.org,2002:map", data, flow_style=set(data) == {"code", "label"}
-    ),
-)
-
-
 def _write_yaml(file: Path, data: object) -> None:
+    """Write `data` as YAML with each choice (`{code, label}`) on one line, as the shipped
+    definitions do."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(
+        dict,
+        lambda dumper, data: dumper.represent_mapping(
+            "tag:yaml.org,2002:map", data, flow_style=set(data) == {"code", "label"}
+        ),
+    )
     file.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    text = yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
     file.write_text(text, encoding="utf-8")
 
 
@@ -317,6 +331,9 @@ def sandbox(
     public_url: str | None,
 ) -> None:
     """Run the local REDCap-compatible server (Ctrl-C stops it); see also `sandbox init`."""
+    from hekta_redcap.sandbox.faults import Faults
+    from hekta_redcap.sandbox.server import LOOPBACK, SUPER_TOKEN_FILE, build, super_token
+
     if host not in LOOPBACK and not allow_remote:
         raise HektaError(f"--host {host} is not a loopback address; add --allow-remote to allow it")
     kinds = tuple(k.strip() for k in fault_kinds.split(",") if k.strip())
@@ -360,9 +377,13 @@ def sandbox_init(
     overlay_dir: Path | None,
 ) -> None:
     """Create the projects from the definitions on the local server (safe to repeat)."""
+    from hekta_redcap.sandbox.provision import provision
+    from hekta_redcap.sandbox.server import running
+    from hekta_redcap.study import available_projects
+
     host, port, data = ctx.meta["sandbox"]
     names = list(projects) or available_projects(root)
-    loaded = [load_project(name, root, overlay_dir) for name in names]
+    loaded = [_load(name, root, overlay_dir) for name in names]
     with running(data, host, port) as server:
         outcome = provision(server, loaded, env_file)
     for name, what in outcome.items():
@@ -410,11 +431,7 @@ def score_command(
     """Score FORM's items in a CSV: writes the input columns plus the score columns."""
     from hekta_redcap.scoring import SPEC_VERSIONS, find_project, score_csv
 
-    loaded = (
-        load_project(project, root, overlay_dir)
-        if project
-        else find_project(form, root, overlay_dir)
-    )
+    loaded = _load(project, root, overlay_dir) if project else find_project(form, root, overlay_dir)
     result, violations = score_csv(loaded, form, input_file)
     for v in violations.itertuples():
         click.echo(
@@ -466,7 +483,7 @@ def validate_command(
 
     settings: Settings = ctx.obj
     try:
-        loaded = load_project(project, root, overlay_dir)
+        loaded = _load(project, root, overlay_dir)
         if input_file is None:
             rows, source = validation.export_records(settings, loaded), settings.api_url
         else:
@@ -524,7 +541,7 @@ def daemon_command(
     from hekta_redcap.daemon import run_daemon
 
     _log_lines()
-    run_daemon(ctx.obj, load_project(project, root, overlay_dir), once=once, reports=reports)
+    run_daemon(ctx.obj, _load(project, root, overlay_dir), once=once, reports=reports)
 
 
 @cli.command("status")
@@ -578,7 +595,7 @@ def followups_command(
     from hekta_redcap.sendtime import SendCalendar
     from hekta_redcap.store import Store
 
-    loaded = load_project(project, root, overlay_dir)
+    loaded = _load(project, root, overlay_dir)
     day = as_of.date() if as_of else SendCalendar.from_policy(policy_of(loaded)).day(_moment(None))
     with Store.open(ctx.obj) as store:
         rows = store.raw_rows(project)
@@ -625,12 +642,13 @@ def remind_command(
 ) -> None:
     """One reminder pass (the daemon runs one on its schedule): send what is due, write each
     follow-up's state back to REDCap, send the daily digests."""
+    from hekta_redcap.connection import connect
     from hekta_redcap.daemon import daemon_lock
     from hekta_redcap.reminders import remind
     from hekta_redcap.store import Store
 
     _log_lines()
-    loaded = load_project(project, root, overlay_dir)
+    loaded = _load(project, root, overlay_dir)
     settings: Settings = ctx.obj
     with Store.open(settings) as store, daemon_lock(store, project):
         client = connect(settings, project)
@@ -729,7 +747,7 @@ def export_command(
 
     exported = run_export(
         ctx.obj,
-        load_project(project, root, overlay_dir),
+        _load(project, root, overlay_dir),
         shape,  # type: ignore[arg-type]
         fmt,  # type: ignore[arg-type]
         output,

@@ -25,9 +25,11 @@ from dotenv import dotenv_values
 
 from hekta_redcap.errors import ConfigError
 
+# What `hekta-redcap sandbox init` writes for the local REDCap-compatible server.
+SANDBOX_ENV = Path(".env.sandbox")
 # Read in this order of precedence after the process environment: the user's own settings,
-# then what `hekta-redcap sandbox init` wrote for the local REDCap-compatible server.
-ENV_FILES = (Path(".env"), Path(".env.sandbox"))
+# then the local server's.
+ENV_FILES = (Path(".env"), SANDBOX_ENV)
 TOKEN_PATTERN = re.compile(r"[0-9A-Fa-f]{32}")
 
 

@@ -11,10 +11,10 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 
+from hekta_redcap import LANGUAGES
 from hekta_redcap.errors import DefinitionError, Origin
 from hekta_redcap.yamlfile import YamlDocument
 
-LANGUAGES = ("nb", "en")
 DEFAULT_LANGUAGE = "nb"
 
 

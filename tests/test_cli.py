@@ -70,6 +70,21 @@ def test_version() -> None:
     assert __version__ in CliRunner().invoke(cli, ["--version"]).output
 
 
+def test_the_command_line_and_sync_load_lean() -> None:
+    """`--help` and `sync` start fast because the command line and the sync path leave pandas,
+    pandera, the lint rules and the follow-up engine (and, for `--help`, PyCap) unloaded."""
+    heavy = ("pandas", "pandera", "hekta_redcap.lint", "hekta_redcap.followup", "redcap")
+    probe = "import sys, {}; print(' '.join(m for m in {!r} if m in sys.modules))"
+    for module, unwanted in (("hekta_redcap.cli", heavy), ("hekta_redcap.sync", heavy[:-1])):
+        done = subprocess.run(
+            [sys.executable, "-c", probe.format(module, unwanted)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.split() == [], f"importing {module} loads {done.stdout}"
+
+
 def test_demo_runs_end_to_end_on_the_local_server(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output

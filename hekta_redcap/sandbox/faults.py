@@ -29,8 +29,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from werkzeug.wrappers import Request, Response
-
 KINDS = ("error", "html", "delay", "truncate", "drop")
 
 PHP_ERROR_PAGE = (
@@ -102,6 +100,8 @@ class FaultInjector:
         self.faults = faults
 
     def __call__(self, environ: dict, start_response):  # type: ignore[no-untyped-def]
+        from werkzeug.wrappers import Response  # werkzeug only where it serves (not for --help)
+
         kind = self.faults.draw(_call(environ) if self.faults.contents else None)
         if kind == "error":
             return Response(PHP_ERROR_PAGE, 500, content_type="text/html")(environ, start_response)
@@ -124,6 +124,8 @@ class FaultInjector:
 
 def _call(environ: dict) -> tuple[str, str] | None:
     """The API content and action of a form-encoded request, read without consuming its body."""
+    from werkzeug.wrappers import Request
+
     if "urlencoded" not in environ.get("CONTENT_TYPE", ""):
         return None
     body = Request(environ).get_data(cache=True)

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import redcap
 
-from hekta_redcap.config import Settings, Token, token_variable
+from hekta_redcap.config import SANDBOX_ENV, Settings, Token, token_variable
 from hekta_redcap.deploy import apply_plan, create_project
 from hekta_redcap.plan import make_plan
 from hekta_redcap.sandbox.server import SandboxServer
 from hekta_redcap.sandbox.store import Store
 from hekta_redcap.study import Project
-
-SANDBOX_ENV = Path(".env.sandbox")
 
 
 def provision(
