@@ -4,9 +4,9 @@ Each command is a thin layer over a domain module. Errors a user can fix (a bad 
 file, a missing setting) are printed as one line naming the file, line or variable, with a
 non-zero exit code and no traceback.
 
-Each command imports the modules it uses when it runs, so that a command pays only for its own
-(`--help` starts in a fraction of the time the lint rules, pandas or the sandbox take to load;
-`sync` loads neither pandas nor the definitions); tests/test_cli.py holds that line.
+Each command imports the modules it uses when it runs, so that each pays only for its own:
+`--help` loads neither PyCap, the lint rules, pandas nor the sandbox, and `sync` neither pandas,
+pandera, the lint rules nor the follow-up engine (tests/test_cli.py checks it).
 """
 
 from __future__ import annotations
