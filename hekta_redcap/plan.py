@@ -401,6 +401,8 @@ def _live_surveys(client: redcap.Project) -> set[str] | None:
         root = ElementTree.fromstring(str(text))
     except (redcap.RedcapError, ElementTree.ParseError):
         return None
+    if root.tag.rsplit("}", 1)[-1] != "ODM":  # a proxy's or PHP's error page, say
+        return None
     return {
         element.get("form_name", "")
         for element in root.iter()

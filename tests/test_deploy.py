@@ -1,6 +1,7 @@
-"""Plan and push against the local REDCap-compatible server: pushing into empty projects, a
-second push that writes nothing, each change class, the data-loss guard, a push that fails
-part-way and is finished by a second run, and the production Draft Mode bundle."""
+"""Plan and push against the local REDCap-compatible server: pushing into empty projects and
+into projects as REDCap makes them (settings first), a second push that writes nothing, each
+change class, the data-loss guard, a push that fails part-way and is finished by a second run,
+and the production Draft Mode bundle."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from unittest import mock
 
 import pytest
 import redcap
+import requests
 from click.testing import CliRunner, Result
 from conftest import LIBRARY, edit
 
 from hekta_redcap.cli import cli
 from hekta_redcap.config import Token
 from hekta_redcap.deploy import create_project
+from hekta_redcap.design import compile_design
 from hekta_redcap.dictionary import COLUMNS, compile_project
+from hekta_redcap.plan import study_settings
 from hekta_redcap.sandbox.models import ProjectModel
 from hekta_redcap.sandbox.server import SandboxServer
 from hekta_redcap.study import load_project
@@ -89,6 +93,239 @@ def test_push_into_an_empty_project_then_nothing_to_do(sandbox: SandboxServer, n
         second = run(sandbox, token, "push", "-p", name, "--yes")
     assert second.exit_code == 0, second.output
     assert calls and not [c for c in calls if c[1] in WRITES]
+
+
+def bare_project(sandbox: SandboxServer, longitudinal: bool = False) -> str:
+    """A project as REDCap makes it from a title and purpose (classic, no surveys, development
+    status, one instrument holding `record_id`); returns its token."""
+    flag = "<is_longitudinal>1</is_longitudinal>" if longitudinal else ""
+    data = f"<item><project_title>New</project_title><purpose>0</purpose>{flag}</item>"
+    reply = requests.post(
+        sandbox.url,
+        data={"token": sandbox.super_token, "content": "project", "format": "xml", "data": data},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.text
+
+
+def writes(calls: list[tuple[str, str]]) -> list[str]:
+    return [content for content, action in calls if action in WRITES]
+
+
+SURVEYS_NOTE = (
+    "To do in REDCap: in the Online Designer, enable each of these instruments as a survey "
+    "(REDCap's API cannot): "
+)
+HEKTA_SURVEYS = (
+    "audit, dudit, substance_days, hscl10, phq9, gad7, life_satisfaction, swls, whoqol_bref, eq5d5l"
+)
+FRESH = {  # what plan says of a bare project's settings, and what push then writes
+    "hekta": (
+        {
+            "project_title": ("safe", "title 'New' -> 'HEKTA PÅ JOBB'"),
+            "purpose": ("safe", "purpose 0 -> 2 (research)"),
+            "is_longitudinal": (
+                "safe",
+                "classic -> longitudinal: REDCap adds Arm 1 with Event 1 (event_1_arm_1); push "
+                "then makes it baseline_arm_1",
+            ),
+            "surveys_enabled": ("safe", "surveys enabled"),
+        },
+        ["project_settings", "event", "metadata", "formEventMapping", "repeatingFormsEvents"],
+    ),
+    "ips_fidelity": (
+        {
+            "project_title": ("safe", "title 'New' -> 'IPS fidelity reviews (IPS-25)'"),
+            "purpose": ("safe", "purpose 0 -> 2 (research)"),
+            "record_autonumbering_enabled": ("safe", "record auto-numbering enabled"),
+        },
+        ["project_settings", "metadata"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ["hekta", "ips_fidelity"])
+def test_push_into_a_project_as_redcap_makes_it(sandbox: SandboxServer, name: str) -> None:
+    token = bare_project(sandbox)
+    planned = run(sandbox, token, "plan", "-p", name, "--json")
+    assert planned.exit_code == 2
+    settings = {
+        c["target"]: (c["severity"], c["detail"])
+        for c in json.loads(planned.output)["changes"]
+        if c["step"] == "settings"
+    }
+    expected_settings, expected_writes = FRESH[name]
+    assert settings == expected_settings
+    with counted_calls() as calls:
+        pushed = run(sandbox, token, "push", "-p", name, "--yes")
+    assert pushed.exit_code == 0, pushed.output
+    assert writes(calls) == expected_writes
+    assert pushed.output.splitlines()[-1] == f"Done: {', '.join(_steps(expected_writes))} applied."
+    project = load_project(name, LIBRARY)
+    client = redcap.Project(sandbox.url, token)
+    info = client.export_project_info()
+    assert {k: info[k] for k in study_settings(project)} == study_settings(project)
+    assert client.export_metadata() == [
+        {c: getattr(r, c) for c in COLUMNS} for r in compile_project(project)
+    ]
+    design = compile_design(project)
+    if project.study.longitudinal:
+        assert client.export_arms() == [{"arm_num": 1, "name": "Arm 1"}]
+        assert [(e["event_name"], e["unique_event_name"]) for e in client.export_events()] == [
+            (e["event_name"], e["unique_event_name"]) for e in design.events
+        ]
+        assert client.export_instrument_event_mappings() == design.mapping
+    again = run(sandbox, token, "plan", "-p", name)
+    assert again.exit_code == 0, again.output
+    assert again.output.startswith(f"{name}: the live project already matches the definitions.")
+    with counted_calls() as calls:
+        second = run(sandbox, token, "push", "-p", name, "--yes")
+    assert second.exit_code == 0, second.output
+    assert calls and writes(calls) == []
+    surveys = [line for line in second.output.splitlines() if line.startswith("To do")]
+    assert surveys == ([SURVEYS_NOTE + HEKTA_SURVEYS] if name == "hekta" else [])
+
+
+def _steps(contents: list[str]) -> list[str]:
+    names = {
+        "project_settings": "settings",
+        "arm": "arms",
+        "event": "events",
+        "metadata": "metadata",
+        "formEventMapping": "mapping",
+        "repeatingFormsEvents": "repeating",
+    }
+    return [names[c] for c in contents]
+
+
+def test_classic_project_with_records_becomes_longitudinal_keeping_them(
+    sandbox: SandboxServer,
+) -> None:
+    token = bare_project(sandbox)
+    client = redcap.Project(sandbox.url, token)
+    rows = compile_project(load_project("hekta", LIBRARY))
+    client.import_metadata([{c: getattr(r, c) for c in COLUMNS} for r in rows])
+    client.import_records(
+        [
+            {"record_id": "1", "sex": "2", "demo_birth_year": "1990"},
+            {"record_id": "2", "sex": "1"},
+        ]
+    )
+    found = changes(run(sandbox, token, "plan", "-p", "hekta", "--json"))
+    switch = find(found, "is_longitudinal", "change")
+    assert (switch["severity"], switch["affected"]) == ("review", 2)
+    assert switch["detail"] == (
+        "classic -> longitudinal: REDCap adds Arm 1 with Event 1 (event_1_arm_1) and puts the "
+        "data of the 2 existing record(s) under it; push then makes it baseline_arm_1"
+    )
+    assert find(found, "surveys_enabled", "change")["severity"] == "safe"
+    assert find(found, "event_1_arm_1 -> baseline_arm_1", "change")["severity"] == "safe"
+    assert not [c for c in found if c["severity"] == "data-affecting"]
+    pushed = run(sandbox, token, "push", "-p", "hekta", "--yes")
+    assert pushed.exit_code == 0, pushed.output
+    kept = client.export_records(fields=["record_id", "sex", "demo_birth_year"])
+    assert [
+        (r["record_id"], r["redcap_event_name"], r["sex"], r["demo_birth_year"]) for r in kept
+    ] == [("1", "baseline_arm_1", "2", "1990"), ("2", "baseline_arm_1", "1", "")]
+    assert run(sandbox, token, "plan", "-p", "hekta").exit_code == 0
+
+
+def test_single_event_project_becomes_classic(sandbox: SandboxServer) -> None:
+    token = bare_project(sandbox, longitudinal=True)
+    redcap.Project(sandbox.url, token).import_records(
+        [{"record_id": "1", "redcap_event_name": "event_1_arm_1"}]
+    )
+    found = changes(run(sandbox, token, "plan", "-p", "ips_fidelity", "--json"))
+    switch = find(found, "is_longitudinal", "change")
+    assert (switch["severity"], switch["affected"], switch["refused"]) == ("review", 1, False)
+    assert switch["detail"] == (
+        "longitudinal -> classic: REDCap removes the arm, the event and its designations; "
+        "the data of the 1 record(s) stay"
+    )
+    pushed = run(sandbox, token, "push", "-p", "ips_fidelity", "--yes", "--allow-data-loss")
+    assert pushed.exit_code == 0, pushed.output
+    assert redcap.Project(sandbox.url, token).export_project_info()["is_longitudinal"] == 0
+    assert run(sandbox, token, "plan", "-p", "ips_fidelity").exit_code == 0
+
+
+def test_classic_study_into_a_project_with_data_in_two_events_is_refused(
+    sandbox: SandboxServer, pushed: tuple[str, Path]
+) -> None:
+    token, library = pushed
+    found = changes(run(sandbox, token, "plan", "-p", "ips_fidelity", "--json", root=library))
+    switch = find(found, "is_longitudinal", "change")
+    assert (switch["severity"], switch["affected"], switch["refused"]) == (
+        "data-affecting",
+        1,
+        True,
+    )
+    assert switch["detail"] == (
+        "longitudinal -> classic: REDCap refuses while the project has more than one event (4); "
+        "delete all but one in Project Setup first: data is collected in 2 events, so at least "
+        "1 record row(s) would be lost"
+    )
+    with counted_calls() as calls:
+        refused = run(
+            sandbox, token, "push", "-p", "ips_fidelity", "--yes", "--allow-data-loss", root=library
+        )
+    assert refused.exit_code == 1
+    assert "push refused, nothing applied: is_longitudinal: " in refused.output
+    assert writes(calls) == []
+
+
+def test_survey_note_follows_what_the_live_project_shows(sandbox: SandboxServer) -> None:
+    token = bare_project(sandbox)
+    sandbox.faults.configure(1.0, ["error"], contents=["project_xml"])
+    try:  # the project XML cannot be read: advice, once, as surveys are enabled
+        before = run(sandbox, token, "plan", "-p", "hekta")
+        assert run(sandbox, token, "push", "-p", "hekta", "--yes").exit_code == 0
+        after = run(sandbox, token, "plan", "-p", "hekta")
+    finally:
+        sandbox.faults.configure(0.0)
+    assert before.output.splitlines()[-1] == (
+        "To do in REDCap: REDCap's API cannot enable instruments as surveys: in the Online "
+        f"Designer, enable each of these as a survey unless it already is: {HEKTA_SURVEYS}"
+    )
+    assert after.exit_code == 0 and "To do" not in after.output
+    client = redcap.Project(sandbox.url, token)
+    project_id = int(client.export_project_info()["project_id"])
+    with sandbox.store.transaction() as conn:  # a person enables two of them in REDCap
+        conn.executemany(
+            "INSERT INTO survey VALUES (?, ?, '{}')", [(project_id, "audit"), (project_id, "dudit")]
+        )
+    remaining = HEKTA_SURVEYS.removeprefix("audit, dudit, ")
+    assert run(sandbox, token, "plan", "-p", "hekta").output.splitlines()[-1] == (
+        SURVEYS_NOTE + remaining
+    )
+    with sandbox.store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO survey VALUES (?, ?, '{}')",
+            [(project_id, form) for form in remaining.split(", ")],
+        )
+    shown = run(sandbox, token, "plan", "-p", "hekta")
+    assert shown.exit_code == 0 and "To do" not in shown.output
+
+
+def test_production_settings_changes_go_to_the_bundle(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    token = bare_project(sandbox)
+    client = redcap.Project(sandbox.url, token)
+    project_id = int(client.export_project_info()["project_id"])
+    with sandbox.store.transaction() as conn:
+        model = ProjectModel(conn, project_id)
+        model.info["in_production"] = 1
+        model.save_info()
+    bundle = tmp_path / "bundle"
+    with counted_calls() as calls:
+        result = run(sandbox, token, "push", "-p", "hekta", "--yes", "--bundle", str(bundle))
+    assert result.exit_code == 0, result.output
+    assert writes(calls) == []
+    report = (bundle / "plan.txt").read_text(encoding="utf-8")
+    assert "    ~ is_longitudinal: classic -> longitudinal: REDCap adds Arm 1" in report
+    assert "1. If the plan lists settings changes, make them first in Project Setup" in report
+    assert client.export_project_info()["is_longitudinal"] == 0
 
 
 @pytest.fixture

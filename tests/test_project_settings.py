@@ -65,8 +65,7 @@ def test_classic_to_longitudinal_without_records(classic: Handle) -> None:
         }
     ]
     assert project.export_instrument_event_mappings() == [
-        {"arm_num": 1, "unique_event_name": "event_1_arm_1", "form": form}
-        for form in CLASSIC_FORMS
+        {"arm_num": 1, "unique_event_name": "event_1_arm_1", "form": form} for form in CLASSIC_FORMS
     ]
     assert project.export_records() == []
 
@@ -94,8 +93,7 @@ def test_classic_to_longitudinal_keeps_records_under_event_1(sandbox: SandboxSer
 
     rows = project.export_records(fields=["record_id", "first_name", "sex", "age", "fav"])
     assert [
-        {k: v for k, v in row.items() if v != "" or k == "redcap_repeat_instrument"}
-        for row in rows
+        {k: v for k, v in row.items() if v != "" or k == "redcap_repeat_instrument"} for row in rows
     ] == [
         {
             "record_id": "1",
