@@ -50,7 +50,9 @@ STEPS = ("settings", "arms", "events", "metadata", "mapping", "repeating")
 # What REDCap names the first arm and event of a project switched to longitudinal.
 SWITCH_ARM = {"arm_num": 1, "name": "Arm 1"}
 SWITCH_EVENT = "event_1_arm_1"
-PURPOSES = ("practice", "other", "research", "quality improvement", "operational support")
+PURPOSES = dict(
+    enumerate(("practice", "other", "research", "quality improvement", "operational support"))
+)
 SAME_KIND = ({"text", "notes"}, {"radio", "dropdown"}, {"yesno", "truefalse"})
 COSMETIC = (
     "section_header",
@@ -230,16 +232,16 @@ def make_plan(client: redcap.Project, project: Project) -> Plan:
     rows, design = compile_project(project), compile_design(project)
     wanted = study_settings(project)
     settings = {k: v for k, v in wanted.items() if str(live.info.get(k, "")) != str(v)}
-    first = design.events[0] if design.events else None
-    carried = {}
-    if first and not live.longitudinal and first["unique_event_name"] != SWITCH_EVENT:
-        carried = {first["unique_event_name"]: SWITCH_EVENT}
-    view = _switched(live, first["unique_event_name"] if first else None)
+    first = design.events[0]["unique_event_name"] if design.events else None
+    # Where a classic project's data will be once made longitudinal: REDCap's Event 1, which
+    # the events step carries over into the study's first event.
+    moved_to = first if not live.longitudinal else None
+    carried = {moved_to: SWITCH_EVENT} if moved_to and moved_to != SWITCH_EVENT else {}
+    view = _switched(live, first)
     desired = {r.field_name: {c: getattr(r, c) for c in COLUMNS} for r in rows}
     current = {m["field_name"]: m for m in view.metadata}
     forms_of = _form_events(design.mapping)
     live_forms_of = _form_events(view.mapping)
-    moved_to = first["unique_event_name"] if first and not live.longitudinal else None
     data = _Data(client, view, _fields_to_count(current, desired, view, design), moved_to)
     changes = [
         *_settings_changes(client, live, settings, moved_to),
@@ -306,7 +308,7 @@ def _settings_changes(
         if key == "project_title":
             severity, detail = "safe", f"title '{before}' -> '{value}'"
         elif key == "purpose":
-            severity, detail = "safe", f"purpose {before} -> {value} ({PURPOSES[value]})"
+            severity, detail = "safe", f"purpose {before} -> {value} ({PURPOSES.get(value, '?')})"
         elif key == "surveys_enabled" and value:
             severity, detail = "safe", "surveys enabled"
         elif key == "surveys_enabled":
