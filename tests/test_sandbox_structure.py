@@ -781,7 +781,6 @@ def test_import_project_settings(classic: Handle) -> None:
         2,
     )
     for data, message in [
-        ('{"is_longitudinal": 1}', "cannot switch an existing project"),
         ('{"purpose": 7}', "The value of the project attribute \"purpose\" is not valid: '7'"),
         ('{"colour": "red"}', "The following project attributes are not valid: colour"),
         ('{"secondary_unique_field": "nope"}', '"secondary_unique_field" is not valid'),
