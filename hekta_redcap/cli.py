@@ -198,7 +198,7 @@ def push_command(
     overlay_dir: Path | None,
 ) -> None:
     """Apply the definitions to the live project, after showing the plan."""
-    from hekta_redcap.deploy import apply_plan, write_bundle
+    from hekta_redcap.deploy import apply_plan, refuse, write_bundle
 
     client, found = _plan(ctx, project, root, overlay_dir)
     click.echo(found.render())
@@ -213,6 +213,7 @@ def push_command(
             "(the steps are in plan.txt)."
         )
         return
+    refuse(found)
     if found.data_affecting and not allow_data_loss:
         raise HektaError(
             f"{len(found.data_affecting)} data-affecting change(s): nothing applied. Once they "
@@ -519,7 +520,11 @@ def sync_command(ctx: click.Context, project: str, full: bool) -> None:
 
 @cli.command("daemon")
 @project_option
-@click.option("--once", is_flag=True, help="Run one cycle (sync, then validation) and stop.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run one cycle (sync, validation, then the reminder pass) and stop.",
+)
 @click.option(
     "--reports",
     default=Path("var/reports"),
@@ -537,7 +542,8 @@ def daemon_command(
     root: Path,
     overlay_dir: Path | None,
 ) -> None:
-    """Sync, then validate, each on its interval, until SIGTERM or Ctrl-C (one per project)."""
+    """Sync, validate and send reminders, each on its interval, until SIGTERM or Ctrl-C (one per
+    project); a step that fails is logged and runs again at its next turn."""
     from hekta_redcap.daemon import run_daemon
 
     _log_lines()

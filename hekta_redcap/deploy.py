@@ -57,6 +57,16 @@ class PushError(HektaError):
     """A push that stopped part-way; the message says what was and was not applied."""
 
 
+def refuse(plan: Plan) -> None:
+    """Raise `PushError` when the plan holds a change REDCap refuses: such a plan is not
+    started at all, whatever flags were given."""
+    if refused := plan.refused:
+        raise PushError(
+            "push refused, nothing applied: "
+            + "; ".join(f"{c.target}: {c.detail}" for c in refused)
+        )
+
+
 def apply_plan(
     client: redcap.Project, plan: Plan, progress: Callable[[str], None] = lambda _: None
 ) -> list[str]:
@@ -68,11 +78,7 @@ def apply_plan(
     and pushing again finishes the job, because each step writes the whole desired state of
     its part. A plan with a change REDCap refuses is not started at all.
     """
-    if refused := plan.refused:
-        raise PushError(
-            "push refused, nothing applied: "
-            + "; ".join(f"{c.target}: {c.detail}" for c in refused)
-        )
+    refuse(plan)
     steps = plan.steps
     done: list[str] = []
     for i, step in enumerate(steps, 1):

@@ -272,6 +272,10 @@ def test_classic_study_into_a_project_with_data_in_two_events_is_refused(
     assert refused.exit_code == 1
     assert "push refused, nothing applied: is_longitudinal: " in refused.output
     assert writes(calls) == []
+    # without the flag too: no advice to approve data loss for what REDCap refuses anyway
+    plain = run(sandbox, token, "push", "-p", "ips_fidelity", "--yes", root=library)
+    assert plain.exit_code == 1 and "push refused, nothing applied" in plain.output
+    assert "--allow-data-loss" not in plain.output
 
 
 def test_survey_note_follows_what_the_live_project_shows(sandbox: SandboxServer) -> None:
