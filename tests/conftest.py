@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +22,49 @@ from hekta_redcap.sandbox.server import SandboxServer, running
 from hekta_redcap.study import load_project
 
 REPO = Path(__file__).resolve().parents[1]
-LIBRARY = REPO / "instruments"
+
+
+def _shipped_definitions() -> Path:
+    """The repository's definitions without a site's `instruments/local/` overlays (licensed
+    text, git-ignored, on some machines only), copied once per test run so that no test reads
+    them."""
+    root = Path(tempfile.mkdtemp(prefix="hekta-tests-")) / "instruments"
+    shutil.copytree(REPO / "instruments", root, ignore=shutil.ignore_patterns("local"))
+    atexit.register(shutil.rmtree, root.parent, ignore_errors=True)
+    return root
+
+
+LIBRARY = _shipped_definitions()
+
+
+def _fresh_clone(factory: pytest.TempPathFactory, patch: pytest.MonkeyPatch) -> None:
+    """Run as on a fresh clone, whatever the developer's machine holds: in an empty working
+    directory with only the shipped definitions as `./instruments` (so no `./.env`,
+    `./.env.sandbox` or `instruments/local/` overlay is read, here or by a subprocess started
+    there), and without the shell's HEKTA_* and REDCAP_* settings. The directory sits two levels
+    below the run's temporary files, as a checkout sits far from them: file names that messages
+    show relative to the working directory only when near (`errors.Origin`) stay absolute."""
+    for name in list(os.environ):
+        if name.startswith(("HEKTA_", "REDCAP_")):
+            patch.delenv(name)
+    work = factory.mktemp("cwd") / "clone"
+    work.mkdir()
+    (work / "instruments").symlink_to(LIBRARY, target_is_directory=True)
+    patch.chdir(work)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_clone_for_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`_fresh_clone` for the module- and session-scoped fixtures, set up before them."""
+    with pytest.MonkeyPatch.context() as patch:
+        _fresh_clone(tmp_path_factory, patch)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_clone(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_fresh_clone` again for each test, in an empty working directory of its own."""
+    _fresh_clone(tmp_path_factory, monkeypatch)
 
 
 @contextmanager

@@ -16,14 +16,15 @@ from hekta_redcap.dictionary import compile_project
 from hekta_redcap.study import load_project
 
 
-def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    """The real console entry point in a subprocess, as a user runs it."""
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a subprocess, as a user runs it (by default in the
+    test's own working directory, never the checkout with its `.env`)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "hekta_redcap", *args],
         capture_output=True,
         text=True,
-        cwd=cwd,
+        cwd=cwd or Path.cwd(),
         env=env,
         check=False,
     )

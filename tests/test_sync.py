@@ -252,6 +252,7 @@ def test_sync_killed_at_random_points_leaves_a_consistent_store(
         **trial.settings.values,
         "HEKTA_SYNC_OVERLAP_MINUTES": "0",
         "HEKTA_SYNC_BATCH_SIZE": "20",
+        "PYTHONPATH": str(REPO),
     }
     command = [sys.executable, "-m", "hekta_redcap", "sync", "--project", "hekta"]
     calibrate = {**env, "HEKTA_STORE": str(tmp_path / "c.sqlite3")}
@@ -259,7 +260,7 @@ def test_sync_killed_at_random_points_leaves_a_consistent_store(
     def duration() -> float:
         """How long a run takes here, start-up included."""
         start = time.perf_counter()
-        subprocess.run(command, cwd=REPO, env=calibrate, capture_output=True, check=True)
+        subprocess.run(command, env=calibrate, capture_output=True, check=True)
         return time.perf_counter() - start
 
     # the attempts are full runs until one succeeds, then incremental ones (shorter)
@@ -274,7 +275,7 @@ def test_sync_killed_at_random_points_leaves_a_consistent_store(
             trial.client.delete_records([ids.pop(rng.randrange(len(ids)))])
         snapshot = trial.server_rows()
         process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         time.sleep(rng.uniform(0.4, 1.1) * (quick if succeeded else whole))
         if process.poll() is None:
