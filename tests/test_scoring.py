@@ -1,9 +1,9 @@
 """Scoring: every shipped scored instrument, through the library and through `hekta-redcap score`.
 
-Expected values are worked out by hand from the published rules and the project conventions
-(../shared/instruments.md, docs/scoring.md): each case is an item vector with the total, band
-and flags it must give. A vector is a string with one character per item ('.' = blank) or a
-list of stored values.
+Expected values are worked out by hand from the published rules (cited in each instrument's
+`source:`) and the project conventions (docs/scoring.md): each case is an item vector with the
+total, band and flags it must give. A vector is a string with one character per item
+('.' = blank) or a list of stored values.
 """
 
 from __future__ import annotations
