@@ -1,7 +1,7 @@
 """Employment outcomes per randomised participant, derived from the repeating job-episode form:
 the standard IPS measures (Bond, Campbell & Drake 2012) for the analyst exports and codebook.
 
-The rules (shared reference §3.12; [C] marks a project choice the SAP may revise):
+The rules ([C] marks a project choice the SAP may revise):
 
 - Window: from the randomisation date (the schedule's anchor) to the same date `months`
   calendar months later, exclusive, so the last day is the day before; months are added as the
