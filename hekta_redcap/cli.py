@@ -29,8 +29,7 @@ from hekta_redcap.errors import HektaError, Origin
 from hekta_redcap.sandbox.faults import KINDS
 
 if TYPE_CHECKING:
-    import redcap
-
+    from hekta_redcap.gateway import Gateway
     from hekta_redcap.lint import Finding
     from hekta_redcap.plan import Plan
     from hekta_redcap.study import Project
@@ -200,7 +199,7 @@ def push_command(
     """Apply the definitions to the live project, after showing the plan."""
     from hekta_redcap.deploy import apply_plan, refuse, write_bundle
 
-    client, found = _plan(ctx, project, root, overlay_dir)
+    api, found = _plan(ctx, project, root, overlay_dir)
     click.echo(found.render())
     if not found.changes:
         return
@@ -224,7 +223,7 @@ def push_command(
         return
     if not yes and not _confirmed("Apply these changes to REDCap?"):
         raise HektaError("not confirmed: nothing applied")
-    applied = apply_plan(client, found, click.echo)
+    applied = apply_plan(api, found, click.echo)
     click.echo(f"Done: {', '.join(applied)} applied.")
 
 
@@ -238,18 +237,13 @@ def _confirmed(question: str) -> bool:
 
 def _plan(
     ctx: click.Context, project: str, root: Path, overlay_dir: Path | None
-) -> tuple[redcap.Project, Plan]:
-    import redcap
-
-    from hekta_redcap.connection import connect, failure
+) -> tuple[Gateway, Plan]:
+    from hekta_redcap.gateway import Gateway
     from hekta_redcap.plan import make_plan
 
     definitions = _load(project, root, overlay_dir)
-    client = connect(ctx.obj, project)
-    try:
-        return client, make_plan(client, definitions)
-    except redcap.RedcapError as exc:
-        raise failure(ctx.obj, exc) from None
+    api = Gateway.open(ctx.obj, project)
+    return api, make_plan(api, definitions)
 
 
 @cli.command("import-dictionary")
@@ -648,8 +642,8 @@ def remind_command(
 ) -> None:
     """One reminder pass (the daemon runs one on its schedule): send what is due, write each
     follow-up's state back to REDCap, send the daily digests."""
-    from hekta_redcap.connection import connect
     from hekta_redcap.daemon import daemon_lock
+    from hekta_redcap.gateway import Gateway
     from hekta_redcap.reminders import remind
     from hekta_redcap.store import Store
 
@@ -657,9 +651,9 @@ def remind_command(
     loaded = _load(project, root, overlay_dir)
     settings: Settings = ctx.obj
     with Store.open(settings) as store, daemon_lock(store, project):
-        client = connect(settings, project)
+        api = Gateway.open(settings, project)
         target = outbox_dir if dry_run else None
-        for line in remind(settings, loaded, store, client, now=_moment(at), dry_run=target):
+        for line in remind(settings, loaded, store, api, now=_moment(at), dry_run=target):
             click.echo(line)
     if dry_run:
         click.echo(f"Messages written to {outbox_dir / 'outbox.jsonl'} (nothing sent).")

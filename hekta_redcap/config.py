@@ -87,6 +87,15 @@ class Settings:
             raise ConfigError(f"{name} is not set (see .env.example)")
         return value
 
+    def number(self, name: str, default: int, minimum: int = 0) -> int:
+        """A whole-number setting, `default` when unset; anything else is refused by name."""
+        value = self.get(name)
+        if value is None:
+            return default
+        if not value.isdigit() or int(value) < minimum:
+            raise ConfigError(f"{name} must be a whole number, {minimum} or more")
+        return int(value)
+
     @property
     def api_url(self) -> str:
         url = self.require("REDCAP_API_URL")

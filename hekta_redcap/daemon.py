@@ -33,8 +33,8 @@ import schedule
 
 from hekta_redcap import sync
 from hekta_redcap.config import Settings
-from hekta_redcap.connection import connect
 from hekta_redcap.errors import HektaError
+from hekta_redcap.gateway import Gateway
 from hekta_redcap.logline import line
 from hekta_redcap.outbox import Outbox
 from hekta_redcap.reminders import remind
@@ -169,8 +169,8 @@ def steps(settings: Settings, project: Project, store: Store, reports: Path) -> 
         )
 
     def remind_step() -> str:
-        client = connect(settings, project.name)
-        return "; ".join(remind(settings, project, store, client, now=now()))
+        api = Gateway.open(settings, project.name)
+        return "; ".join(remind(settings, project, store, api, now=now()))
 
     actions = [("sync", sync_step), ("validate", validate_step)]
     if project.study.reminders is not None:

@@ -28,6 +28,7 @@ from hekta_redcap.dictionary import compile_project, write_csv
 from hekta_redcap.errors import HektaError
 from hekta_redcap.export.job import run_export
 from hekta_redcap.followup import policy_of, worklist
+from hekta_redcap.gateway import Gateway
 from hekta_redcap.lint import lint_all
 from hekta_redcap.outbox import Outbox
 from hekta_redcap.reminders import run_pass
@@ -137,10 +138,10 @@ def _followups(
         messages, when = sent.read() if sent.path.exists() else [], "by the daemon's pass"
         if not any(m["channel"] == "sms" for m in messages):
             at = calendar.next_allowed(moment)
-            client = redcap.Project(settings.api_url, settings.token(project.name).reveal())
             dry = output / "outbox-dry-run"
             shutil.rmtree(dry, ignore_errors=True)
-            run_pass(settings, project, store, client, rows, now=at, dry_run=dry)
+            api = Gateway.open(settings, project.name)
+            run_pass(settings, project, store, api, rows, now=at, dry_run=dry)
             messages, when = FileOutbox(dry).read(), f"by a pass at {at:%d.%m.%Y %H:%M}"
     kinds = Counter(f"{m['key'].split('/')[3]} by {m['channel']}" for m in messages)
     say(

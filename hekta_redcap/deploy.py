@@ -2,14 +2,15 @@
 
 `hekta_redcap.plan` works out what differs; this module applies it in REDCap's required order
 (project settings, arms, events, metadata, instrument-event mapping, repeating setup) through
-PyCap, so the same code path serves a hospital's REDCap and the local REDCap-compatible server.
+the gateway, so the same code path serves a hospital's REDCap and the local REDCap-compatible
+server.
 The settings come first because a project made in REDCap's web interface is classic and without
 surveys until they are changed. A production project gets a Draft Mode bundle instead, since
 REDCap refuses metadata and settings changes there.
 
     >>> token = create_project(url, super_token, project)   # a new, empty REDCap project
-    >>> client = redcap.Project(url, token.reveal())
-    >>> apply_plan(client, make_plan(client, project))
+    >>> api = Gateway(url, token.reveal())
+    >>> apply_plan(api, make_plan(api, project))
 """
 
 from __future__ import annotations
@@ -18,39 +19,20 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from xml.sax.saxutils import escape
 
-import redcap
-import requests
-
+from hekta_redcap import gateway
 from hekta_redcap.config import Token
 from hekta_redcap.design import write_design
 from hekta_redcap.dictionary import COLUMNS, write_csv
 from hekta_redcap.errors import HektaError
+from hekta_redcap.gateway import Gateway
 from hekta_redcap.plan import Plan, study_settings
 from hekta_redcap.study import Project
-
-TIMEOUT = 60  # seconds; project creation and metadata import are the slowest calls
 
 
 def create_project(url: str, super_token: Token, project: Project) -> Token:
     """Create an empty REDCap project for a study with a super token; returns its API token."""
-    fields = study_settings(project)
-    item = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in fields.items())
-    payload = {
-        "token": super_token.reveal(),
-        "content": "project",
-        "format": "xml",
-        "data": f"<item>{item}</item>",
-    }
-    try:
-        response = requests.post(url, data=payload, timeout=TIMEOUT)
-    except requests.RequestException as exc:
-        raise HektaError(f"cannot reach REDCap at {url}: {type(exc).__name__}") from None
-    token = response.text.strip()[-32:]
-    if response.status_code != 200 or len(token) != 32:
-        raise HektaError(f"REDCap refused to create project '{project.name}': {_error(response)}")
-    return Token(token)
+    return gateway.create_project(url, super_token, study_settings(project), project.name)
 
 
 class PushError(HektaError):
@@ -68,7 +50,7 @@ def refuse(plan: Plan) -> None:
 
 
 def apply_plan(
-    client: redcap.Project, plan: Plan, progress: Callable[[str], None] = lambda _: None
+    api: Gateway, plan: Plan, progress: Callable[[str], None] = lambda _: None
 ) -> list[str]:
     """Apply a plan's steps in REDCap's order (settings, arms, events, metadata, mapping,
     repeating); returns the steps applied. Only steps with changes write anything, so applying
@@ -84,11 +66,11 @@ def apply_plan(
     for i, step in enumerate(steps, 1):
         progress(f"[{i}/{len(steps)}] {step}: {_describe(plan, step)}")
         try:
-            _APPLY[step](client, plan)
-        except (redcap.RedcapError, ValueError) as exc:  # RedcapError: any HTTP failure too
+            _APPLY[step](api, plan)
+        except HektaError as exc:  # REDCap refused, or stayed unreachable through the retries
             left = ", ".join(steps[i - 1 :])
             raise PushError(
-                f"push stopped at {step}: {_short(exc)}. Applied: {', '.join(done) or 'nothing'}; "
+                f"push stopped at {step}: {exc}. Applied: {', '.join(done) or 'nothing'}; "
                 f"not applied: {left}. Run push again to finish."
             ) from None
         done.append(step)
@@ -101,29 +83,19 @@ def _describe(plan: Plan, step: str) -> str:
     return ", ".join(f"{n} {action}" for action, n in counts.items())
 
 
-def _settings(client: redcap.Project, plan: Plan) -> None:
-    """Import the settings that differ (REDCap's Import Project Information; PyCap has no call
-    for it, so through PyCap's request, which raises RedcapError on REDCap's errors)."""
-    payload = {
-        "token": client.token,
-        "content": "project_settings",
-        "format": "json",
-        "returnFormat": "json",
-        "data": json.dumps(plan.settings, ensure_ascii=False),
-    }
-    client._call_api(payload, "int")
-    client._is_longitudinal = None  # PyCap caches it; the switch may have changed it
+def _settings(api: Gateway, plan: Plan) -> None:
+    api.import_project_settings(plan.settings)
 
 
-def _arms(client: redcap.Project, plan: Plan) -> None:
+def _arms(api: Gateway, plan: Plan) -> None:
     gone = [c.target for c in plan.changes if c.step == "arms" and c.action == "remove"]
     if plan.design.arms:
-        client.import_arms(plan.design.arms)
+        api.import_arms(plan.design.arms)
     if gone:
-        client.delete_arms([int(target.removeprefix("arm ")) for target in gone])
+        api.delete_arms([int(target.removeprefix("arm ")) for target in gone])
 
 
-def _events(client: redcap.Project, plan: Plan) -> None:
+def _events(api: Gateway, plan: Plan) -> None:
     """Add and update events; a carried event (REDCap's `Event 1` after the switch to
     longitudinal) is updated under its live name, which REDCap then recomputes."""
     events = [c for c in plan.changes if c.step == "events"]
@@ -135,24 +107,24 @@ def _events(client: redcap.Project, plan: Plan) -> None:
         if e["unique_event_name"] in changed
     ]
     if rows:
-        client.import_events(rows)
+        api.import_events(rows)
     if gone:
-        client.delete_events(gone)
+        api.delete_events(gone)
 
 
-def _metadata(client: redcap.Project, plan: Plan) -> None:
-    client.import_metadata([{c: getattr(r, c) for c in COLUMNS} for r in plan.rows])
+def _metadata(api: Gateway, plan: Plan) -> None:
+    api.import_metadata([{c: getattr(r, c) for c in COLUMNS} for r in plan.rows])
 
 
-def _mapping(client: redcap.Project, plan: Plan) -> None:
-    client.import_instrument_event_mappings(plan.design.mapping)
+def _mapping(api: Gateway, plan: Plan) -> None:
+    api.import_instrument_event_mappings(plan.design.mapping)
 
 
-def _repeating(client: redcap.Project, plan: Plan) -> None:
-    client.import_repeating_instruments_events(plan.design.repeating)
+def _repeating(api: Gateway, plan: Plan) -> None:
+    api.import_repeating_instruments_events(plan.design.repeating)
 
 
-_APPLY: dict[str, Callable[[redcap.Project, Plan], None]] = {
+_APPLY: dict[str, Callable[[Gateway, Plan], None]] = {
     "settings": _settings,
     "arms": _arms,
     "events": _events,
@@ -191,12 +163,3 @@ Draft Mode. To apply this plan:
    and Designate Instruments for My Events (events.csv and instrument_event_mapping.csv).
 Changes marked data-affecting lose collected data or change its meaning: have them approved.
 """
-
-
-def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:300]
-
-
-def _error(response: requests.Response) -> str:
-    text = response.text.strip()
-    return text[:300] if text else f"HTTP {response.status_code}"

@@ -17,7 +17,7 @@ as notes for a person.
 
 The plan only reads. `hekta_redcap.deploy` applies it.
 
-    >>> plan = make_plan(redcap.Project(url, token), load_project("hekta"))
+    >>> plan = make_plan(Gateway(url, token), load_project("hekta"))
     >>> print(plan.render())
 """
 
@@ -29,10 +29,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 from xml.etree import ElementTree
 
-import redcap
-
 from hekta_redcap.design import Design, compile_design
 from hekta_redcap.dictionary import COLUMNS, DictRow, compile_project
+from hekta_redcap.errors import HektaError
 from hekta_redcap.fieldtypes import (
     CHOICE_TYPES,
     checkbox_column,
@@ -41,6 +40,7 @@ from hekta_redcap.fieldtypes import (
     parse_bound,
     parse_choices,
 )
+from hekta_redcap.gateway import Gateway, Live
 from hekta_redcap.study import Project
 
 Severity = Literal["safe", "review", "data-affecting"]
@@ -78,46 +78,6 @@ class Change:
     detail: str
     affected: int = 0  # collected values (or rows) affected
     refused: bool = False  # REDCap refuses it as things stand; push stops before writing
-
-
-@dataclass
-class Live:
-    """The live project as its API shows it."""
-
-    info: dict[str, Any]
-    metadata: list[dict[str, str]]
-    arms: list[dict[str, Any]]
-    events: list[dict[str, Any]]
-    mapping: list[dict[str, Any]]
-    repeating: list[dict[str, Any]]
-
-    @classmethod
-    def read(cls, client: redcap.Project) -> Live:
-        info = client.export_project_info()
-        longitudinal = bool(int(info.get("is_longitudinal") or 0))
-        return cls(
-            info=info,
-            metadata=client.export_metadata(),
-            arms=client.export_arms() if longitudinal else [],
-            events=client.export_events() if longitudinal else [],
-            mapping=client.export_instrument_event_mappings() if longitudinal else [],
-            repeating=_repeating(client),
-        )
-
-    @property
-    def in_production(self) -> bool:
-        return bool(int(self.info.get("in_production") or 0))
-
-    @property
-    def longitudinal(self) -> bool:
-        return bool(int(self.info.get("is_longitudinal") or 0))
-
-
-def _repeating(client: redcap.Project) -> list[dict[str, Any]]:
-    try:
-        return client.export_repeating_instruments_events()
-    except redcap.RedcapError:  # older REDCap: an error when nothing repeats
-        return []
 
 
 @dataclass
@@ -180,7 +140,7 @@ class _Data:
     a classic project's rows will be once the settings step makes it longitudinal."""
 
     def __init__(
-        self, client: redcap.Project, live: Live, fields: Iterable[str], event: str | None = None
+        self, api: Gateway, live: Live, fields: Iterable[str], event: str | None = None
     ) -> None:
         self.live = live
         known = {m["field_name"] for m in live.metadata}
@@ -188,7 +148,7 @@ class _Data:
         record_id = live.metadata[0]["field_name"] if live.metadata else None
         self.rows: list[dict[str, Any]] = []
         if wanted and record_id:
-            self.rows = client.export_records(fields=[record_id, *wanted], format_type="json")
+            self.rows = api.export_records(fields=[record_id, *wanted], format_type="json")
         if event:
             for row in self.rows:
                 row.setdefault("redcap_event_name", event)
@@ -226,9 +186,9 @@ def study_settings(project: Project) -> dict[str, Any]:
     }
 
 
-def make_plan(client: redcap.Project, project: Project) -> Plan:
+def make_plan(api: Gateway, project: Project) -> Plan:
     """Compare the live project with the definitions; reads through the API, writes nothing."""
-    live = Live.read(client)
+    live = Live.read(api)
     rows, design = compile_project(project), compile_design(project)
     wanted = study_settings(project)
     settings = {k: v for k, v in wanted.items() if str(live.info.get(k, "")) != str(v)}
@@ -242,17 +202,17 @@ def make_plan(client: redcap.Project, project: Project) -> Plan:
     current = {m["field_name"]: m for m in view.metadata}
     forms_of = _form_events(design.mapping)
     live_forms_of = _form_events(view.mapping)
-    data = _Data(client, view, _fields_to_count(current, desired, view, design), moved_to)
+    data = _Data(api, view, _fields_to_count(current, desired, view, design), moved_to)
     changes = [
-        *_settings_changes(client, live, settings, moved_to),
+        *_settings_changes(api, live, settings, moved_to),
         *_arm_changes(view, design),
-        *_event_changes(client, view, design, carried),
+        *_event_changes(api, view, design, carried),
         *_field_changes(current, desired, data),
         *_form_changes(current, desired, data),
         *_mapping_changes(current, live_forms_of, forms_of, data),
         *_repeating_changes(current, view, design, data),
     ]
-    notes = _survey_notes(client, project, enabling="surveys_enabled" in settings)
+    notes = _survey_notes(api, project, enabling="surveys_enabled" in settings)
     return Plan(project.name, live.in_production, changes, rows, design, settings, carried, notes)
 
 
@@ -290,14 +250,14 @@ def _switched(live: Live, first_event: str | None) -> Live:
 
 
 def _settings_changes(
-    client: redcap.Project, live: Live, settings: dict[str, Any], moved_to: str | None
+    api: Gateway, live: Live, settings: dict[str, Any], moved_to: str | None
 ) -> list[Change]:
     """One change per setting that differs. Renaming or re-purposing is always safe; the others
     are safe on a project without records and otherwise for a person to confirm, except that
     REDCap makes a project classic only while it has a single event."""
     if not settings:
         return []
-    rows = _record_rows(client, live)
+    rows = _record_rows(api, live)
     records = len({r[live.metadata[0]["field_name"]] for r in rows}) if rows else 0
     held = f" ({records} record(s) exist)" if records else ""
     quiet: Severity = "review" if records else "safe"
@@ -325,12 +285,12 @@ def _settings_changes(
     return changes
 
 
-def _record_rows(client: redcap.Project, live: Live) -> list[dict[str, Any]]:
+def _record_rows(api: Gateway, live: Live) -> list[dict[str, Any]]:
     """Every record × event row, by its record id only."""
     if not live.metadata:
         return []
     record_id = live.metadata[0]["field_name"]
-    return client.export_records(fields=[record_id], format_type="json")
+    return api.export_records(fields=[record_id], format_type="json")
 
 
 def _to_longitudinal(records: int, first_event: str) -> Change:
@@ -364,14 +324,14 @@ def _to_classic(live: Live, rows: list[dict[str, Any]], records: int) -> Change:
     return Change("settings", "change", "is_longitudinal", severity, detail, lost, refused=True)
 
 
-def _survey_notes(client: redcap.Project, project: Project, enabling: bool) -> list[str]:
+def _survey_notes(api: Gateway, project: Project, enabling: bool) -> list[str]:
     """REDCap's API cannot make an instrument a survey. Name the study's surveys that the live
     project's XML does not list as surveys; when it cannot be read, advise once, as surveys
     are being enabled."""
     wanted = [use.form for use in project.study.instruments if use.survey]
     if not wanted:
         return []
-    enabled = _live_surveys(client)
+    enabled = _live_surveys(api)
     if enabled is None:
         if not enabling:
             return []
@@ -388,20 +348,12 @@ def _survey_notes(client: redcap.Project, project: Project, enabling: bool) -> l
     ]
 
 
-def _live_surveys(client: redcap.Project) -> set[str] | None:
+def _live_surveys(api: Gateway) -> set[str] | None:
     """The forms enabled as surveys, from the project XML's `Surveys` list; None when the
     project XML cannot be exported (rights, or a REDCap without it)."""
-    payload = {
-        "token": client.token,
-        "content": "project_xml",
-        "format": "xml",
-        "returnFormat": "xml",
-        "returnMetadataOnly": "true",
-    }
     try:
-        text = client._call_api(payload, "str")  # PyCap has no call for the project XML
-        root = ElementTree.fromstring(str(text))
-    except (redcap.RedcapError, ElementTree.ParseError):
+        root = ElementTree.fromstring(api.export_project_xml(returnMetadataOnly="true"))
+    except (HektaError, ElementTree.ParseError):
         return None
     if root.tag.rsplit("}", 1)[-1] != "ODM":  # a proxy's or PHP's error page, say
         return None
@@ -659,7 +611,7 @@ def _arm_changes(live: Live, design: Design) -> list[Change]:
 
 
 def _event_changes(
-    client: redcap.Project, live: Live, design: Design, carried: dict[str, str]
+    api: Gateway, live: Live, design: Design, carried: dict[str, str]
 ) -> list[Change]:
     before = {e["unique_event_name"]: e for e in live.events}
     after = {e["unique_event_name"]: e for e in design.events}
@@ -690,7 +642,7 @@ def _event_changes(
                 Change("events", "change", unique, "safe", "changed " + ", ".join(differs))
             )
     for unique in (u for u in before if u not in after):
-        rows = client.export_records(events=[unique], fields=[live.metadata[0]["field_name"]])
+        rows = api.export_records(events=[unique], fields=[live.metadata[0]["field_name"]])
         count = len(rows)
         detail = (
             f"event removed: {count} record row(s) collected there would be deleted"

@@ -15,7 +15,7 @@ and for each, in order of due date:
 The caller holds the project's daemon lock (one pass at a time), so intents found at the start
 are from a process that died, and become "maybe sent".
 
-    >>> result = run_pass(settings, project, store, client, store.raw_rows("hekta"), now=now())
+    >>> result = run_pass(settings, project, store, api, store.raw_rows("hekta"), now=now())
     >>> result.summary()
     'hekta: 12 sent, 3 nurse task(s), 0 failed, 0 maybe sent, 2 skipped, 1 held by the cap'
 """
@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import redcap
 
-from hekta_redcap import sync
 from hekta_redcap.channels import Channel, Channels, Message
 from hekta_redcap.config import Settings
 from hekta_redcap.digest import send_digests
@@ -45,6 +43,7 @@ from hekta_redcap.followup import (
     policy_of,
     worklist,
 )
+from hekta_redcap.gateway import EXPORT, Gateway
 from hekta_redcap.logline import line
 from hekta_redcap.messages import render
 from hekta_redcap.outbox import TASK, Key, Outbox, deliver
@@ -57,6 +56,7 @@ logger = logging.getLogger("hekta_redcap.reminders")
 
 ACTIVE = ("window_open", "reminded", "overdue")  # the states a step may be taken in
 STUDY_PHONE = "HEKTA_STUDY_PHONE"  # the number participants may call, shown in the texts
+SURVEYS_OFF = "surveys are disabled in the REDCap project (enable them in Project Setup)"
 
 
 def log(event: str, **fields: object) -> None:
@@ -74,6 +74,8 @@ class PassResult:
     skipped: int = 0
     capped: int = 0
     unprepared: int = 0  # could not be prepared (no link, no template ...): due again next pass
+    why_unprepared: dict[str, int] = field(default_factory=dict)  # reason -> messages
+    held: int = 0  # participant messages held while the project's surveys are off
     orphaned: int = 0
     quiet: str = ""  # why nothing may be sent now, if so
     dry_run: bool = False
@@ -90,8 +92,11 @@ class PassResult:
             f"{self.skipped} skipped",
             f"{self.capped} held by the daily cap",
         ]
+        if self.held:
+            parts.append(f"{self.held} held: {SURVEYS_OFF}")
         if self.unprepared:
-            parts.append(f"{self.unprepared} could not be prepared (see the log; due again)")
+            reasons = "; ".join(f"{n}x {why}" for why, n in self.why_unprepared.items())
+            parts.append(f"{self.unprepared} could not be prepared, due again ({reasons})")
         if self.orphaned:
             parts.append(f"{self.orphaned} interrupted earlier, now listed as maybe sent")
         return f"{self.project}: " + ", ".join(parts)
@@ -101,7 +106,7 @@ def run_pass(
     settings: Settings,
     project: Project,
     store: Store,
-    client: redcap.Project,
+    api: Gateway,
     rows: list[dict[str, Any]],
     *,
     now: dt.datetime,
@@ -130,10 +135,10 @@ def run_pass(
         & (work["maybe_sent"] == 0)
         & work["next_due"].map(lambda d: d is not None and d <= today)
     ].sort_values(["next_due", "record_id"], kind="stable")
-    api = sync.Retrying(client, sync.Retry(), settings)
     day_start = dt.datetime.combine(today, dt.time(), tzinfo=calendar.zone)
     day_end = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), tzinfo=calendar.zone)
     counted: dict[str, int] = {}  # messages per record today, this pass's included
+    surveys_off: bool | None = None
     for item in due.itertuples(index=False):
         record, event = str(item.record_id), item.event
         step = next(s for s in policy.steps if s.name == item.next_step)
@@ -145,7 +150,14 @@ def run_pass(
                 result.capped += 1
                 log("held", record=record, followup=event, step=step.name, reason="daily cap")
                 continue
-        fresh = frame_of(api.export_records(records=[record], **sync.EXPORT), project, narrow=True)
+        if participant and surveys_off is None:  # asked once a pass, when a message is due
+            surveys_off = not int(api.export_project_info().get("surveys_enabled") or 0)
+            if surveys_off:
+                log("held", reason="surveys disabled in the REDCap project")
+        if participant and surveys_off:
+            result.held += 1
+            continue
+        fresh = frame_of(api.export_records(records=[record], **EXPORT), project, narrow=True)
         mine = history[history["record_id"] == record]
         again = worklist(project, fresh, mine, today, policy.language)
         again = again[again["event"] == event]
@@ -161,9 +173,10 @@ def run_pass(
                 sender, message = _prepare(api, channels, project, settings, fresh, item, key)
             except ConfigError:
                 raise  # no channel configured: the whole pass cannot send
-            except (HektaError, redcap.RedcapError) as exc:
+            except HektaError as exc:
                 result.unprepared += 1
                 reason = str(exc).splitlines()[0][:200]
+                result.why_unprepared[reason] = result.why_unprepared.get(reason, 0) + 1
                 log("unprepared", record=record, followup=event, step=step.name, reason=reason)
                 continue
         if dry_run is None and not box.intend(key, item.next_due, now):
@@ -203,7 +216,7 @@ def _changed(again: pd.DataFrame, planned: object) -> str:
 
 
 def _prepare(
-    api: sync.Retrying,
+    api: Gateway,
     channels: Channels,
     project: Project,
     settings: Settings,
@@ -212,7 +225,8 @@ def _prepare(
     key: Key,
 ) -> tuple[Channel, Message]:
     """The channel and the rendered message, addressed from the freshly read record, with the
-    survey link REDCap gives now. Raises HektaError or RedcapError; nothing is sent."""
+    survey link REDCap gives now (checked by the gateway: an error page or a cut link is a
+    failed call, never a message). Raises HektaError; nothing is sent."""
     policy = policy_of(project)
     step = next(s for s in policy.steps if s.name == key.step)
     latest = latest_values(project, fresh, contact_fields(policy))
@@ -220,7 +234,7 @@ def _prepare(
     if contact is None or contact.channel != key.channel:
         raise HektaError("the contact details changed while preparing the message")
     form = _survey_form(project, fresh, key.event)
-    link = api.export_survey_link(record=key.record, instrument=form, event=key.event)
+    link = api.survey_link(key.record, form, key.event)
     text = render(
         project.root,
         step.template or step.name,
@@ -252,7 +266,7 @@ def remind(
     settings: Settings,
     project: Project,
     store: Store,
-    client: redcap.Project,
+    api: Gateway,
     *,
     now: dt.datetime,
     dry_run: Path | None = None,
@@ -262,7 +276,7 @@ def remind(
     channels = Channels.file(dry_run) if dry_run is not None else Channels.from_settings(settings)
     rows = store.raw_rows(project.name)  # read once: the pass and the write-back share it
     result = run_pass(
-        settings, project, store, client, rows, now=now, channels=channels, dry_run=dry_run
+        settings, project, store, api, rows, now=now, channels=channels, dry_run=dry_run
     )
     lines = [result.summary()]
     policy = policy_of(project)
@@ -270,7 +284,7 @@ def remind(
     box = Outbox(store, project.name)
     work = worklist(project, rows, box.history(), calendar.day(now), policy.language)
     if dry_run is None:
-        written = write_back(client, project, desired(project, work, calendar.zone))
+        written = write_back(api, project, desired(project, work, calendar.zone))
         lines.append(f"{project.name}: {written.summary()}")
     digests = send_digests(settings, project, None if dry_run else box, work, now, channels)
     if digests:

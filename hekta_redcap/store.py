@@ -161,8 +161,13 @@ def _v2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    """The project information REDCap gave the last successful run (surveys on or off ...)."""
+    conn.execute("ALTER TABLE sync_state ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
+
+
 # In order; version N is reached by applying the first N. Append only.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 
 
 # -- what readers and the sync engine exchange ------------------------------------------------
@@ -404,10 +409,15 @@ class Store:
     # -- sync runs -------------------------------------------------------------------------
 
     def finish_run(
-        self, run: SyncRun, cursor: dt.datetime | None = None, dictionary_hash: str = ""
+        self,
+        run: SyncRun,
+        cursor: dt.datetime | None = None,
+        dictionary_hash: str = "",
+        info: Mapping[str, Any] | None = None,
     ) -> int:
         """Inside a transaction: record a finished run; a successful one also moves the cursor
-        and remembers the dictionary it saw. Returns the run's id."""
+        and remembers the dictionary and the project information it saw. Returns the run's
+        id."""
         assert self.conn.in_transaction
         run_id = self.conn.execute(
             "INSERT INTO sync_run (project, kind, reason, started, ended, outcome, requested, "
@@ -428,8 +438,14 @@ class Store:
         if run.outcome == "ok":
             assert cursor is not None and dictionary_hash
             self.conn.execute(
-                "INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?, ?)",
-                (run.project, stamp(cursor), dictionary_hash, run_id),
+                "INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?, ?, ?)",
+                (
+                    run.project,
+                    stamp(cursor),
+                    dictionary_hash,
+                    run_id,
+                    orjson.dumps(info or {}).decode(),
+                ),
             )
         return int(run_id or 0)
 
@@ -451,6 +467,13 @@ class Store:
             "SELECT cursor, dictionary_hash FROM sync_state WHERE project = ?", (project,)
         ).fetchone()
         return (_moment(found[0]), found[1]) if found else None
+
+    def project_info(self, project: str) -> dict[str, Any]:
+        """REDCap's project information as the last successful run read it ({}: never)."""
+        found = self.conn.execute(
+            "SELECT info FROM sync_state WHERE project = ?", (project,)
+        ).fetchone()
+        return dict(orjson.loads(found[0])) if found else {}
 
     def last_full(self, project: str) -> dt.datetime | None:
         """When the last successful full run started."""

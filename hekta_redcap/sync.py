@@ -29,10 +29,10 @@ missed) and the run's row are committed in one transaction at the end. A run tha
 records only its failure, in its own small transaction; one that is killed leaves nothing.
 Either way the store is as it was.
 
-Every PyCap call goes through `Retrying`: 5xx and proxy HTML pages (which fail to decode as
-JSON), truncated bodies, dropped connections and timeouts are retried with exponential backoff
-and jitter; each call has PyCap's fixed timeout (`connection.TIMEOUT`). REDCap's own refusals
-(an error message) are not retried. The cursor is kept in this machine's clock, which must
+Every REDCap call goes through the gateway (`gateway.Gateway`): 5xx and proxy HTML pages,
+truncated bodies, dropped connections and timeouts are retried with exponential backoff and
+jitter; each call has a fixed timeout (`gateway.TIMEOUT`). REDCap's own refusals (an error
+message) are not retried. The cursor is kept in this machine's clock, which must
 be the REDCap server's time zone.
 
 Progress is a bar on a terminal and a log line per batch otherwise. Log lines are `key=value`
@@ -42,58 +42,33 @@ pairs holding counts, kinds and record ids only: no field values, and never the 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
-import json
 import logging
-import random
 import sqlite3
 import sys
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 import click
 import orjson
-import redcap
-import requests
 
 from hekta_redcap.config import Settings
-from hekta_redcap.connection import connect, failure
 from hekta_redcap.errors import ConfigError, HektaError
+from hekta_redcap.gateway import EXPORT, Gateway, Live, Retry
 from hekta_redcap.logline import line
-from hekta_redcap.plan import Live
 from hekta_redcap.store import Staged, Store, SyncRun, now, row_key
 
 logger = logging.getLogger("hekta_redcap.sync")
 
-# The export every stored row comes from: raw codes, unique event names, each record's data
-# access group, and the survey timestamps the follow-up reads.
-EXPORT: dict[str, Any] = {
-    "format_type": "json",
-    "event_name": "unique",
-    "export_data_access_groups": True,
-    "export_survey_fields": True,
-}
 # (setting, default) for each of run()'s knobs
 OVERLAP = ("HEKTA_SYNC_OVERLAP_MINUTES", 10)
 RECONCILE = ("HEKTA_SYNC_RECONCILE_HOURS", 24)
 BATCH_SIZE = ("HEKTA_SYNC_BATCH_SIZE", 1000)
 WORKERS = ("HEKTA_SYNC_WORKERS", 2)
-# What a flaky server or network does: an HTML error page or a cut body fails to decode
-# (PyCap decodes every JSON reply), a dropped connection or a timeout fails in requests.
-TRANSIENT = (
-    json.JSONDecodeError,
-    requests.exceptions.JSONDecodeError,
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
 
 
 class SyncFailed(HektaError):
@@ -107,59 +82,6 @@ class BadExport(Exception):
 def log(event: str, **fields: object) -> None:
     """A structured log line (logline.py): counts, kinds and record ids only."""
     logger.info(line(event, **fields))
-
-
-# -- calling REDCap ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Exponential backoff: attempt n waits min(cap, base * factor^(n-1)) seconds, times a
-    random share in [0.5, 1] when `jitter` is set (so many clients do not retry in step)."""
-
-    attempts: int = 6
-    base: float = 1.0
-    factor: float = 2.0
-    cap: float = 30.0
-    jitter: random.Random | None = field(default_factory=random.Random)
-    sleep: Callable[[float], None] = time.sleep
-
-    def delay(self, attempt: int) -> float:
-        wait = min(self.cap, self.base * self.factor ** (attempt - 1))
-        return wait * self.jitter.uniform(0.5, 1.0) if self.jitter else wait
-
-
-class Unavailable(HektaError):
-    """REDCap kept failing transiently until the attempts ran out."""
-
-
-class Retrying:
-    """A PyCap client whose every method call is retried on transient failures: the one place
-    the sync engine calls PyCap (it passes for the client where one is expected)."""
-
-    def __init__(self, client: redcap.Project, retry: Retry, settings: Settings) -> None:
-        self._client, self._retry, self._settings = client, retry, settings
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        return functools.partial(self.call, name)
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        method = getattr(self._client, name)
-        attempt = 1
-        while True:
-            try:
-                return method(*args, **kwargs)
-            except TRANSIENT as exc:
-                if attempt >= self._retry.attempts:
-                    raise Unavailable(
-                        f"REDCap at {self._settings.api_url}: {name} failed {attempt} times "
-                        f"(last: {type(exc).__name__})"
-                    ) from None
-                wait = self._retry.delay(attempt)
-                error = type(exc).__name__
-                log("retry", call=name, attempt=attempt, error=error, wait=f"{wait:.2f}")
-                self._retry.sleep(wait)
-                attempt += 1
 
 
 def dictionary_hash(live: Live) -> str:
@@ -244,11 +166,11 @@ class _Sync:
     progress: bool
 
     def run(self, store: Store, full: bool) -> SyncResult:
-        api = Retrying(connect(self.settings, self.project), self.retry, self.settings)
+        api = Gateway.open(self.settings, self.project, self.retry)
         started = now()  # before the first call: the next run's cursor
         kind, reason = "full" if full else "incremental", "requested" if full else ""
         try:
-            live = Live.read(api)  # type: ignore[arg-type]
+            live = Live.read(api)
             digest = dictionary_hash(live)
             kind, reason = self._decide(store, full, digest, started)
             log("sync.start", project=self.project, kind=kind, reason=reason.replace(" ", "_"))
@@ -262,7 +184,7 @@ class _Sync:
                     self.project, kind, reason, started, now(), "ok",
                     len(requested), changed, len(deleted),
                 )  # fmt: skip
-                result = replace(result, id=store.finish_run(result, started, digest))
+                result = replace(result, id=store.finish_run(result, started, digest, live.info))
         except Exception as exc:
             self._fail(store, SyncRun(self.project, kind, reason, started, now(), "failed"), exc)
         log(
@@ -288,7 +210,7 @@ class _Sync:
         return "incremental", "since last run"
 
     def _pull(
-        self, api: Retrying, store: Store, kind: str, record_id: str
+        self, api: Gateway, store: Store, kind: str, record_id: str
     ) -> tuple[list[str], int, set[str]]:
         """Stage the changed records; returns the ids requested, how many changed and the
         stored records to delete."""
@@ -316,14 +238,14 @@ class _Sync:
                 advance(len(batch))
         return wanted, changed, gone
 
-    def _ids(self, api: Retrying, record_id: str, **since: Any) -> list[str]:
+    def _ids(self, api: Gateway, record_id: str, **since: Any) -> list[str]:
         """Record ids in REDCap's order (one per record, though the export has a row per
         event and instance)."""
         rows = api.export_records(fields=[record_id], format_type="json", **since)
         return list(dict.fromkeys(str(r[record_id]) for r in rows))
 
     def _batches(
-        self, api: Retrying, ids: list[str]
+        self, api: Gateway, ids: list[str]
     ) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
         """Each batch of ids with its rows, in order, `workers` requests in flight."""
         batches = [ids[i : i + self.batch_size] for i in range(0, len(ids), self.batch_size)]
@@ -360,8 +282,6 @@ class _Sync:
         """Record the failure (only that) and raise it as one line."""
         if isinstance(exc, HektaError):
             message = exc.message
-        elif isinstance(exc, redcap.RedcapError):
-            message = failure(self.settings, exc).message
         elif isinstance(exc, BadExport):
             message = f"REDCap at {self.settings.api_url}: {exc}"
         elif isinstance(exc, sqlite3.IntegrityError):

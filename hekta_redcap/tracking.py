@@ -6,7 +6,7 @@ follow-up event, so nurses see them where they work. Only values that differ fro
 holds right now are written: the current values are read from REDCap first (not from the
 store, which may be a sync behind), so a second write-back with nothing new writes nothing.
 
-    >>> written = write_back(client, project, work)     # work = followup.worklist(...)
+    >>> written = write_back(api, project, work)     # work = followup.worklist(...)
     >>> written.values, written.records
 """
 
@@ -16,9 +16,9 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
-import redcap
 
 from hekta_redcap.followup import EVENT, state_labels
+from hekta_redcap.gateway import Gateway
 from hekta_redcap.study import Project
 
 BATCH = 500  # rows per import call
@@ -61,7 +61,7 @@ def desired(project: Project, work: pd.DataFrame, zone: dt.tzinfo) -> pd.DataFra
     ).reset_index(drop=True)
 
 
-def write_back(client: redcap.Project, project: Project, wanted: pd.DataFrame) -> Written:
+def write_back(api: Gateway, project: Project, wanted: pd.DataFrame) -> Written:
     """Write the values of `wanted` (from `desired`) that differ from REDCap's."""
     if wanted.empty:
         return Written()
@@ -69,7 +69,7 @@ def write_back(client: redcap.Project, project: Project, wanted: pd.DataFrame) -
     keys = [record_id, EVENT]
     fields = [c for c in wanted.columns if c not in keys]
     current = pd.DataFrame(
-        client.export_records(
+        api.export_records(
             format_type="json",
             fields=[record_id, *fields],
             events=sorted(set(wanted[EVENT])),
@@ -94,7 +94,7 @@ def write_back(client: redcap.Project, project: Project, wanted: pd.DataFrame) -
             values += len(changed)
     for rows in changes.values():  # one column set per call: each import sends only changes
         for start in range(0, len(rows), BATCH):
-            client.import_records(rows[start : start + BATCH], overwrite="overwrite")
+            api.import_records(rows[start : start + BATCH], overwrite="overwrite")
     return Written(len(records), values)
 
 

@@ -41,12 +41,14 @@ def _fresh_clone(factory: pytest.TempPathFactory, patch: pytest.MonkeyPatch) -> 
     """Run as on a fresh clone, whatever the developer's machine holds: in an empty working
     directory with only the shipped definitions as `./instruments` (so no `./.env`,
     `./.env.sandbox` or `instruments/local/` overlay is read, here or by a subprocess started
-    there), and without the shell's HEKTA_* and REDCAP_* settings. The directory sits two levels
+    there), and without the shell's HEKTA_* and REDCAP_* settings but one: REDCap calls are
+    retried without waiting, since tests inject faults on purpose. The directory sits two levels
     below the run's temporary files, as a checkout sits far from them: file names that messages
     show relative to the working directory only when near (`errors.Origin`) stay absolute."""
     for name in list(os.environ):
         if name.startswith(("HEKTA_", "REDCAP_")):
             patch.delenv(name)
+    patch.setenv("HEKTA_REDCAP_BACKOFF_SECONDS", "0")  # faults are injected on purpose: no waits
     work = factory.mktemp("cwd") / "clone"
     work.mkdir()
     (work / "instruments").symlink_to(LIBRARY, target_is_directory=True)

@@ -29,12 +29,12 @@ from zoneinfo import ZoneInfo
 
 import holidays
 import pytest
-import redcap
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from conftest import LIBRARY, edit, serving
 from werkzeug.wrappers import Request, Response
 
+from hekta_redcap import gateway as redcap_gateway
 from hekta_redcap import sync
 from hekta_redcap.channels import Message
 from hekta_redcap.cli import cli
@@ -205,12 +205,12 @@ class Trial:
 
     project: Project
     settings: Settings
-    client: redcap.Project
+    api: redcap_gateway.Gateway
 
     def remind(self, moment: dt.datetime) -> list[str]:
         """What `hekta-redcap remind` runs: a pass, the write-back, the digests."""
         with Store.open(self.settings) as store:
-            return remind(self.settings, self.project, store, self.client, now=moment)
+            return remind(self.settings, self.project, store, self.api, now=moment)
 
     def outbox(self) -> dict[str, tuple[str, int]]:
         """key -> (status, attempts)."""
@@ -222,7 +222,7 @@ class Trial:
         return f"hekta/{person.record}/{event}/{step}/{channel}"
 
     def tracking(self, record: str, event: str = M6) -> dict[str, str]:
-        [row] = self.client.export_records(
+        [row] = self.api.export_records(
             records=[record], events=[event], forms=["followup_tracking"], format_type="json"
         )
         return row
@@ -239,10 +239,10 @@ def make_trial(sandbox: SandboxServer, tmp_path: Path) -> Callable[..., Trial]:
         provision(sandbox, [project], env)
         store = tmp_path / "store.sqlite3"
         settings = Settings.load((env,), {"HEKTA_STORE": str(store), **values})
-        client = redcap.Project(sandbox.url, settings.token("hekta").reveal())
-        client.import_records([p.row() for p in people])
+        api = redcap_gateway.Gateway.open(settings, "hekta")
+        api.import_records([p.row() for p in people])
         assert sync.run(settings, "hekta").summary()
-        return Trial(project, settings, client)
+        return Trial(project, settings, api)
 
     return make
 
@@ -279,7 +279,7 @@ def test_email_reminders_and_the_digest_reach_a_real_smtp_server(
         body = mail.get_content().replace("\r\n", "\n").strip()
         [link] = LINK.findall(body)
         assert re.fullmatch(re.escape(base) + r"surveys/\?s=[A-Z0-9]{10}", link), link
-        assert link == trial.client.export_survey_link(
+        assert link == trial.api.client.export_survey_link(
             record=person.record, instrument="audit", event=M6
         )
         expected = render(
@@ -330,7 +330,7 @@ def test_sms_bodies_at_the_gateway(
         assert re.fullmatch(r"\+47[49]\d{7}", body["to"])
         assert body["reference"] == reference(trial.key(person, "invite", "sms"))
         [link] = LINK.findall(body["text"])
-        assert link == trial.client.export_survey_link(
+        assert link == trial.api.client.export_survey_link(
             record=person.record, instrument="audit", event=M6
         )
         expected = render(
@@ -404,7 +404,7 @@ def test_a_completed_or_withdrawn_participant_is_skipped_without_a_sync(
     people = [opening_on(str(n), dt.date(2026, 9, 1)) for n in (41, 42, 43)]
     done, withdrawn, due = people
     trial = make_trial(people, **providers)
-    trial.client.import_records(
+    trial.api.import_records(
         [
             {"record_id": done.record, EVENT: M6, **{f"{s}_complete": "2" for s in SURVEYS}},
             {"record_id": withdrawn.record, EVENT: "baseline_arm_1", "eos_status": "2"},
@@ -442,13 +442,13 @@ def test_tracking_is_written_back_and_only_changes(
     assert trial.tracking(later.record)["fu_status"] == "1"  # not due
 
     calls: list[int] = []
-    original = trial.client.import_records
+    original = trial.api.import_records
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(len(args[0]))
         return original(*args, **kwargs)
 
-    trial.client.import_records = counted  # type: ignore[method-assign]
+    trial.api.import_records = counted  # type: ignore[method-assign]
     lines = trial.remind(at(2026, 9, 1, 16))
     assert lines[1] == "hekta: 0 tracking value(s) written for 0 record(s)", lines
     assert calls == []

@@ -29,13 +29,14 @@ from hekta_redcap import sync
 from hekta_redcap.cli import cli
 from hekta_redcap.cohort import generate
 from hekta_redcap.config import Settings
+from hekta_redcap.gateway import EXPORT, Retry
 from hekta_redcap.sandbox.provision import provision
 from hekta_redcap.sandbox.server import SandboxServer
 from hekta_redcap.store import MIGRATIONS, Store
 from hekta_redcap.study import load_project
 
 NO_OVERLAP = dt.timedelta(0)
-FAST = sync.Retry(attempts=4, base=0.0, jitter=None)
+FAST = Retry(attempts=4, base=0.0, jitter=None)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Trial:
         return sync.run(self.settings, "hekta", store=self.store, **options)
 
     def server_rows(self) -> list[dict[str, Any]]:
-        return self.client.export_records(**sync.EXPORT)
+        return self.client.export_records(**EXPORT)
 
     def assert_equal(self) -> None:
         assert self.store.raw_rows("hekta") == self.server_rows()
@@ -196,7 +197,7 @@ def test_faulty_server_runs_converge_without_losing_or_duplicating(
             for _ in range(20):
                 before = trial.store.raw_rows("hekta")
                 try:
-                    trial.sync(retry=sync.Retry(attempts=3, base=0.0, jitter=None), workers=2)
+                    trial.sync(retry=Retry(attempts=3, base=0.0, jitter=None), workers=2)
                 except sync.SyncFailed as exc:
                     failed += 1
                     assert trial.store.raw_rows("hekta") == before  # as it was
@@ -231,9 +232,9 @@ def test_a_refused_call_is_recorded_and_leaves_the_store_as_it_was(
 
 
 def test_retry_backs_off_exponentially_up_to_a_cap() -> None:
-    fixed = sync.Retry(base=1.0, factor=2.0, cap=5.0, jitter=None)
+    fixed = Retry(base=1.0, factor=2.0, cap=5.0, jitter=None)
     assert [fixed.delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
-    jittered = sync.Retry(base=1.0, factor=2.0, cap=5.0, jitter=random.Random(1))
+    jittered = Retry(base=1.0, factor=2.0, cap=5.0, jitter=random.Random(1))
     assert all(0.5 * fixed.delay(n) <= jittered.delay(n) <= fixed.delay(n) for n in range(1, 6))
 
 

@@ -12,10 +12,10 @@ import json
 import os
 from pathlib import Path
 
-import redcap
-
 from hekta_redcap.config import SANDBOX_ENV, Settings, Token, token_variable
 from hekta_redcap.deploy import apply_plan, create_project
+from hekta_redcap.errors import HektaError
+from hekta_redcap.gateway import Gateway, Retry
 from hekta_redcap.plan import make_plan
 from hekta_redcap.sandbox.server import SandboxServer
 from hekta_redcap.sandbox.store import Store
@@ -36,8 +36,8 @@ def provision(
             tokens[project.name], outcome[project.name] = kept, "kept"
             continue
         token = create_project(url, Token(server.super_token), project)
-        client = redcap.Project(url, token.reveal())
-        apply_plan(client, make_plan(client, project))
+        api = Gateway(url, token.reveal())
+        apply_plan(api, make_plan(api, project))
         enable_surveys(server.store, token, project)
         tokens[project.name], outcome[project.name] = token, "created"
     write_env(env_file, url, tokens, existing)
@@ -64,8 +64,8 @@ def _working_token(url: str, settings: Settings, project: str) -> Token | None:
         return None
     token = settings.token(project)
     try:
-        redcap.Project(url, token.reveal()).export_project_info()
-    except redcap.RedcapError:
+        Gateway(url, token.reveal(), retry=Retry(attempts=1)).export_project_info()
+    except HektaError:
         return None
     return token
 

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import redcap
 
 from hekta_redcap.config import Settings, token_variable
-from hekta_redcap.connection import connect, failure
 from hekta_redcap.errors import HektaError, Origin
+from hekta_redcap.gateway import Gateway
 from hekta_redcap.study import Project
 from hekta_redcap.validation.layout import Layout
 from hekta_redcap.validation.problems import ADVISORY, ERROR, RULES, EntryLinks, assemble
@@ -134,12 +133,8 @@ def read_export(file: Path) -> pd.DataFrame:
 
 def export_records(settings: Settings, project: Project) -> pd.DataFrame:
     """The live project's flat record export (raw codes, with data access groups)."""
-    client = connect(settings, project.name)
-    try:
-        records = client.export_records(export_data_access_groups=True, event_name="unique")
-    except redcap.RedcapError as exc:  # PyCap's name for requests.RequestException
-        raise failure(settings, exc) from None
-    return pd.DataFrame(records)
+    api = Gateway.open(settings, project.name)
+    return pd.DataFrame(api.export_records(export_data_access_groups=True, event_name="unique"))
 
 
 def entry_links(settings: Settings, project: Project) -> EntryLinks | None:
@@ -147,13 +142,10 @@ def entry_links(settings: Settings, project: Project) -> EntryLinks | None:
     project's URL and token are not configured."""
     if not settings.get("REDCAP_API_URL") or not settings.get(token_variable(project.name)):
         return None
-    client = connect(settings, project.name)
-    try:
-        info = client.export_project_info()
-        events = client.export_events() if project.study.longitudinal else []
-        version = client.export_version()
-    except redcap.RedcapError as exc:  # PyCap's name for requests.RequestException
-        raise failure(settings, exc) from None
+    api = Gateway.open(settings, project.name)
+    info = api.export_project_info()
+    events = api.export_events() if project.study.longitudinal else []
+    version = api.export_version()
     event_ids = {e["unique_event_name"]: int(e["event_id"]) for e in events if "event_id" in e}
     base = settings.api_url.removesuffix("api/")
     return EntryLinks(base, str(version or ""), int(info["project_id"]), event_ids)
