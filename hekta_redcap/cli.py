@@ -546,12 +546,15 @@ def daemon_command(
 
 @cli.command("status")
 @project_option
+@_definition_options
 @click.pass_context
-def status_command(ctx: click.Context, project: str) -> None:
-    """The last sync runs, the lag, the open problem count and whether the daemon is alive."""
+def status_command(ctx: click.Context, project: str, root: Path, overlay_dir: Path | None) -> None:
+    """The last sync runs, the lag, the open problem count, whether the daemon is alive, and
+    what stops the reminders as a whole."""
     from hekta_redcap.daemon import status
 
-    click.echo(status(ctx.obj, project).render(project))
+    loaded = _load(project, root, overlay_dir)
+    click.echo(status(ctx.obj, project, definitions=loaded).render(project))
 
 
 def _moment(value: dt.datetime | None) -> dt.datetime:
@@ -602,12 +605,13 @@ def followups_command(
         if not rows:
             raise HektaError(f"the store holds no records of {project}: run `hekta-redcap sync`")
         work = worklist(loaded, rows, Outbox(store, project).history(), day, lang)
-    click.echo(lists.table(loaded, work, lang, day, everything=show_all))
+        notes = lists.notices(loaded, store.project_info(project), lang)
+    click.echo(lists.table(loaded, work, lang, day, everything=show_all, notes=notes))
     if csv_file:
         click.echo(f"CSV: {lists.write_csv(work, csv_file)}")
     if html_file:
         html_file.parent.mkdir(parents=True, exist_ok=True)
-        html_file.write_text(lists.render_html(loaded, work, lang, day), encoding="utf-8")
+        html_file.write_text(lists.render_html(loaded, work, lang, day, notes), encoding="utf-8")
         click.echo(f"HTML: {html_file}")
 
 

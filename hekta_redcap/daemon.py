@@ -25,7 +25,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +41,7 @@ from hekta_redcap.reminders import remind
 from hekta_redcap.store import Store, now
 from hekta_redcap.study import Project
 from hekta_redcap.validation import entry_links, validate_records, write_report
+from hekta_redcap.worklist import notices
 
 logger = logging.getLogger("hekta_redcap.daemon")
 
@@ -278,9 +279,11 @@ class Status:
     alive: bool
     beat: str
     to_check: int = 0  # reminders a person must check (maybe sent, or refused)
+    notes: list[str] = field(default_factory=list)  # what stops the reminders as a whole
 
     def render(self, project: str) -> str:
         lines = [f"{project}: daemon {'alive' if self.alive else 'not running'} ({self.beat})"]
+        lines += [f"  ! {note}" for note in self.notes]
         lag = f"{self.lag.total_seconds() / 60:.0f} min" if self.lag is not None else "never synced"
         lines.append(f"  lag since the last successful sync: {lag}")
         lines.append(f"  open data problems: {self.problems}")
@@ -294,7 +297,11 @@ class Status:
         return "\n".join(lines)
 
 
-def status(settings: Settings, project: str, runs: int = 5) -> Status:
+def status(
+    settings: Settings, project: str, runs: int = 5, definitions: Project | None = None
+) -> Status:
+    """What `hekta-redcap status` shows; with the project's `definitions`, also what stops its
+    reminders as a whole (surveys off in REDCap, as the last sync saw it)."""
     with Store.open(settings) as store:
         last = store.last_runs(project, runs)
         ok = [r for r in last if r.outcome == "ok"]
@@ -307,4 +314,6 @@ def status(settings: Settings, project: str, runs: int = 5) -> Status:
         )
         shown = f"last beat {beat.beat:%Y-%m-%d %H:%M:%S}, {beat.state}" if beat else "no heartbeat"
         checks = len(Outbox(store, project).needing_a_person())
-        return Status(last, lag, len(store.open_problems(project)), alive, shown, checks)
+        notes = notices(definitions, store.project_info(project), "en") if definitions else []
+        problems = len(store.open_problems(project))
+        return Status(last, lag, problems, alive, shown, checks, notes)

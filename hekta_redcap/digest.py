@@ -50,9 +50,11 @@ def send_digests(
     work: pd.DataFrame,
     now: dt.datetime,
     channels: Channels,
+    notes: list[str] | None = None,
 ) -> int:
-    """Send today's digests not yet sent, once the digest time has come; with `box` None (a
-    dry run) they are written without being recorded. Returns the number sent."""
+    """Send today's digests not yet sent, once the digest time has come, with `notes` (what
+    stops the reminders as a whole, `worklist.notices`) on top; with `box` None (a dry run)
+    they are written without being recorded. Returns the number sent."""
     policy = policy_of(project)
     if policy.digest is None:
         return 0
@@ -61,6 +63,7 @@ def send_digests(
     if local.time() < policy.digest.at:
         return 0
     day = local.date()
+    notes = notes or []
     urgent = needing_action(work, day)
     sent = 0
     for group, addresses in recipients(settings).items():
@@ -78,6 +81,7 @@ def send_digests(
             day=day,
             items=items(project, mine, policy.language),
             counts=counts(project, mine, policy.language),
+            notes=notes,
         )
         message = Message("email", ", ".join(addresses), text.body, text.subject, str(key))
         status, answer = deliver(channels.get("email"), message)

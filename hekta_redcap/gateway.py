@@ -108,11 +108,31 @@ class Retry:
         return wait * self.jitter.uniform(0.5, 1.0) if self.jitter else wait
 
 
-def _reject_server_faults(response: requests.Response, *_: Any, **__: Any) -> None:
-    """A response hook: REDCap answers its own errors with a 4xx and a message; a 5xx comes
-    from PHP or a proxy, whatever its body says."""
-    if response.status_code >= 500:
-        raise ServerFault(f"HTTP {response.status_code}", response=response)
+class RefusalReply(requests.RequestException):
+    """A 4xx: REDCap (or a proxy before it) refused the request; its text says why."""
+
+
+def _check_status(response: requests.Response, *_: Any, **__: Any) -> None:
+    """A response hook, since PyCap reads a body whatever its status: a 5xx comes from PHP or
+    a proxy (as do 408 and 429: try later), another 4xx is a refusal in REDCap's words."""
+    status = response.status_code
+    if status >= 500 or status in (408, 429):
+        raise ServerFault(f"HTTP {status}", response=response)
+    if status >= 400:
+        raise RefusalReply(_error_text(response.text) or f"HTTP {status}", response=response)
+
+
+def _error_text(body: str) -> str:
+    """REDCap's error message from a reply in JSON, XML or CSV (or a proxy's page), as text."""
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict) and "error" in decoded:
+        return str(decoded["error"])
+    found = re.search(r"<error>(.*?)</error>", body, re.DOTALL | re.IGNORECASE)
+    text = found.group(1) if found else re.sub(r"<[^>]*>", " ", body)
+    return " ".join(text.removeprefix("ERROR:").split())[:300]
 
 
 T = TypeVar("T")
@@ -127,7 +147,7 @@ class Gateway:
         self, url: str, token: str, *, retry: Retry | None = None, survey_base: str | None = None
     ) -> None:
         self.client = redcap.Project(
-            url, token, timeout=TIMEOUT, hooks={"response": [_reject_server_faults]}
+            url, token, timeout=TIMEOUT, hooks={"response": [_check_status]}
         )
         self.url = url
         self.retry = retry or Retry()
@@ -383,7 +403,7 @@ def _repeating(api: Gateway) -> list[dict[str, Any]]:
 
 # The forms of REDCap's text replies.
 VERSION = re.compile(r"\d+\.\d+\.\d+")
-SURVEY_HASH = re.compile(r"[A-Za-z0-9]{6,32}")
+SURVEY_HASH = re.compile(r"[A-Za-z0-9]{10,32}")  # REDCap makes 10; fewer is a cut link
 ACCESS_CODE = re.compile(r"[A-Za-z0-9]{6,10}")  # 9 characters (numeral codes: 6 digits)
 RETURN_CODE = re.compile(r"[A-Za-z0-9]{6,10}")  # 8 characters
 RECORD_NAME = re.compile(r"[A-Za-z0-9_\-]{1,100}")  # `<n>`, or `<dag id>-<n>` with DAGs
@@ -429,4 +449,4 @@ def _detail(exc: requests.RequestException) -> str:
     """REDCap's error message in one line (PyCap raises it with the decoded reply)."""
     first = exc.args[0] if exc.args else None
     text = first["error"] if isinstance(first, dict) and "error" in first else str(first or "")
-    return " ".join(text.split())[:300] or type(exc).__name__
+    return _error_text(text) or type(exc).__name__

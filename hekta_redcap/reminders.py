@@ -51,6 +51,7 @@ from hekta_redcap.sendtime import SendCalendar
 from hekta_redcap.store import Store
 from hekta_redcap.study import Project
 from hekta_redcap.tracking import desired, write_back
+from hekta_redcap.worklist import notices
 
 logger = logging.getLogger("hekta_redcap.reminders")
 
@@ -79,6 +80,13 @@ class PassResult:
     orphaned: int = 0
     quiet: str = ""  # why nothing may be sent now, if so
     dry_run: bool = False
+
+    def not_prepared(self, exc: HektaError) -> str:
+        """Count a message that could not be prepared (it stays due); its reason in one line."""
+        reason = str(exc).splitlines()[0][:200]
+        self.unprepared += 1
+        self.why_unprepared[reason] = self.why_unprepared.get(reason, 0) + 1
+        return reason
 
     def summary(self) -> str:
         if self.quiet:
@@ -150,14 +158,20 @@ def run_pass(
                 result.capped += 1
                 log("held", record=record, followup=event, step=step.name, reason="daily cap")
                 continue
-        if participant and surveys_off is None:  # asked once a pass, when a message is due
-            surveys_off = not int(api.export_project_info().get("surveys_enabled") or 0)
-            if surveys_off:
-                log("held", reason="surveys disabled in the REDCap project")
-        if participant and surveys_off:
-            result.held += 1
+        try:  # REDCap's answers now; a call that keeps failing leaves the step due
+            if participant and surveys_off is None:  # asked once a pass, when a message is due
+                surveys_off = not int(api.export_project_info().get("surveys_enabled") or 0)
+                if surveys_off:
+                    log("held", reason="surveys disabled in the REDCap project")
+            if participant and surveys_off:
+                result.held += 1
+                continue
+            exported = api.export_records(records=[record], **EXPORT)
+        except HektaError as exc:
+            reason = result.not_prepared(exc)
+            log("unprepared", record=record, followup=event, step=step.name, reason=reason)
             continue
-        fresh = frame_of(api.export_records(records=[record], **EXPORT), project, narrow=True)
+        fresh = frame_of(exported, project, narrow=True)
         mine = history[history["record_id"] == record]
         again = worklist(project, fresh, mine, today, policy.language)
         again = again[again["event"] == event]
@@ -174,9 +188,7 @@ def run_pass(
             except ConfigError:
                 raise  # no channel configured: the whole pass cannot send
             except HektaError as exc:
-                result.unprepared += 1
-                reason = str(exc).splitlines()[0][:200]
-                result.why_unprepared[reason] = result.why_unprepared.get(reason, 0) + 1
+                reason = result.not_prepared(exc)
                 log("unprepared", record=record, followup=event, step=step.name, reason=reason)
                 continue
         if dry_run is None and not box.intend(key, item.next_due, now):
@@ -284,9 +296,14 @@ def remind(
     box = Outbox(store, project.name)
     work = worklist(project, rows, box.history(), calendar.day(now), policy.language)
     if dry_run is None:
-        written = write_back(api, project, desired(project, work, calendar.zone))
-        lines.append(f"{project.name}: {written.summary()}")
-    digests = send_digests(settings, project, None if dry_run else box, work, now, channels)
+        try:
+            written = write_back(api, project, desired(project, work, calendar.zone))
+            lines.append(f"{project.name}: {written.summary()}")
+        except HektaError as exc:  # the next pass writes what this one could not
+            log("writeback.failed", reason=str(exc).splitlines()[0][:200])
+            lines.append(f"{project.name}: tracking write-back failed, again next pass: {exc}")
+    notes = notices(project, store.project_info(project.name), policy.language)
+    digests = send_digests(settings, project, None if dry_run else box, work, now, channels, notes)
     if digests:
         lines.append(f"{project.name}: {digests} digest e-mail(s) sent")
     waiting = box.needing_a_person()

@@ -14,7 +14,9 @@ then not yet due.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import pandas as pd
@@ -32,6 +34,25 @@ HEADINGS = {
     "nb": ("ID", "Hendelse", "Vindu", "Status", "Påm.", "Neste handling"),
     "en": ("ID", "Event", "Window", "State", "Rem.", "Next action"),
 }
+
+
+NOTICES = {
+    "surveys_off": {
+        "nb": "Undersøkelser (surveys) er slått av i REDCap-prosjektet: ingen påminnelser med "
+        "lenke sendes før de slås på i Project Setup.",
+        "en": "Surveys are disabled in the REDCap project: no reminder with a survey link is sent "
+        "until they are enabled in Project Setup.",
+    },
+}
+
+
+def notices(project: Project, info: Mapping[str, Any], language: str) -> list[str]:
+    """What stops the reminders as a whole, from REDCap's project information as the last sync
+    read it (none before the first sync)."""
+    policy = project.study.reminders
+    messages = policy is not None and any(s.to == "participant" for s in policy.steps)
+    off = messages and bool(info) and not int(info.get("surveys_enabled") or 0)
+    return [NOTICES["surveys_off"][language]] if off else []
 
 
 def write_csv(work: pd.DataFrame, file: Path) -> Path:
@@ -98,10 +119,15 @@ def counts(project: Project, work: pd.DataFrame, language: str) -> dict[str, int
 
 
 def table(
-    project: Project, work: pd.DataFrame, language: str, as_of: dt.date, everything: bool = False
+    project: Project,
+    work: pd.DataFrame,
+    language: str,
+    as_of: dt.date,
+    everything: bool = False,
+    notes: list[str] | None = None,
 ) -> str:
     """A plain-text table of what needs doing (or of every follow-up), with a count per state
-    under it."""
+    under it and `notes` (see `notices`) above it."""
     chosen = (
         work.sort_values(["record_id", "target_date"])
         if everything
@@ -126,14 +152,21 @@ def table(
         for r in [heads, *rows]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines[:0] = [f"! {note}" for note in notes or []]
     total = ", ".join(f"{label}: {n}" for label, n in counts(project, work, language).items())
     lines.append("")
     lines.append(total or ("Ingen oppfølginger" if language == "nb" else "No follow-ups"))
     return "\n".join(lines)
 
 
-def render_html(project: Project, work: pd.DataFrame, language: str, as_of: dt.date) -> str:
-    """A self-contained page: what needs doing first, then every follow-up."""
+def render_html(
+    project: Project,
+    work: pd.DataFrame,
+    language: str,
+    as_of: dt.date,
+    notes: list[str] | None = None,
+) -> str:
+    """A self-contained page: `notes` (see `notices`), what needs doing, then every follow-up."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("hekta_redcap", "templates"),
         autoescape=True,
@@ -148,6 +181,7 @@ def render_html(project: Project, work: pd.DataFrame, language: str, as_of: dt.d
         urgent=items(project, needing_action(work, as_of), language),
         rows=items(project, everything, language),
         counts=counts(project, work, language),
+        notes=notes or [],
     )
 
 
