@@ -54,6 +54,19 @@ class Slider(Node):
     show_number: bool = False
 
 
+class Outlier(Node):
+    """An unusual-value check a field asks for (validation's `outlier` note): values far from
+    the field's other values by a robust rule, `mad` (modified z-score from the median and the
+    median absolute deviation, beyond `threshold`, default 3.5) or `iqr` (beyond `threshold`
+    interquartile ranges outside the quartiles, default 3), once at least `min_values` values
+    exist; `by` compares only values sharing another field's answer (pay per its unit)."""
+
+    method: Literal["mad", "iqr"] = "mad"
+    threshold: float | None = None
+    min_values: int = PydanticField(default=20, ge=3)
+    by: str | None = None
+
+
 class Field(Node):
     """One REDCap field. Keys map onto the data dictionary's 18 columns (docs/instruments.md)."""
 
@@ -77,6 +90,10 @@ class Field(Node):
     matrix: str | None = None
     matrix_ranking: bool = False
     annotation: str | None = None
+    # Validation only (not REDCap's): a blank here is worth a note to the nurse (scale items
+    # always are), and an unusual value is checked as `outlier` says.
+    expected: bool = False
+    outlier: Outlier | None = None
 
     _bounds_to_str = field_validator("min", "max", "question_number", mode="before")(_scalar_to_str)
 

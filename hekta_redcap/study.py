@@ -182,6 +182,26 @@ class DateOrder(Node):
     followups_only: bool = False
 
 
+class Check(Node):
+    """A cross-field data-quality rule in REDCap logic: a row of `field`'s form where `when`
+    holds is a problem, reported on `field` with `message` (`{label}` and `{value}` are the
+    field's label and answer)."""
+
+    name: str
+    field: str
+    when: str
+    severity: Literal["error", "advisory"] = "error"
+    message: Text
+
+
+class DataQuality(Node):
+    """Which validation rules run: `off` names rules a study switches off; `checks` are its own
+    cross-field rules."""
+
+    off: list[str] = []
+    checks: list[Check] = []
+
+
 class MissingCode(Node):
     code: str
     label: str
@@ -201,6 +221,7 @@ class Study(Node):
     sex: SexCoding | None = None
     missing_data_codes: list[MissingCode] = []
     date_order: list[DateOrder] = []
+    data_quality: DataQuality = DataQuality()
     reminders: ReminderPolicy | None = None
 
     @property
