@@ -21,7 +21,7 @@ from pydantic import PrivateAttr, field_validator, model_validator
 
 from hekta_redcap import yamlfile
 from hekta_redcap.errors import DefinitionError
-from hekta_redcap.fieldtypes import FieldType
+from hekta_redcap.fieldtypes import CHOICE_TYPES, FieldType, parse_choices
 from hekta_redcap.model import DEFAULT_LANGUAGE, Node, Text
 
 
@@ -90,6 +90,11 @@ class Field(Node):
     matrix: str | None = None
     matrix_ranking: bool = False
     annotation: str | None = None
+    # The dictionary's choices cell exactly, where `choices` or `slider` cannot say it (spacing
+    # REDCap keeps, two slider labels); an sql field's query; a text field's ontology search.
+    choices_text: str | None = None
+    sql: str | None = None
+    ontology: str | None = None
     # Validation only (not REDCap's): a blank here is worth a note to the nurse (scale items
     # always are), and an unusual value is checked as `outlier` says.
     expected: bool = False
@@ -194,6 +199,9 @@ class Instrument(Node):
     choice_sets: dict[str, list[Choice]] = {}
     fields: list[Field]
     scoring: Scoring | None = None
+    # Which rules lint holds the form to: the project's (its own forms) or only REDCap's (a form
+    # adopted from another project's dictionary, whose other findings are warnings).
+    rules: Literal["project", "redcap"] = "project"
 
     _version_to_str = field_validator("version", mode="before")(_scalar_to_str)
     _overlay_applied: bool = PrivateAttr(default=False)
@@ -202,6 +210,11 @@ class Instrument(Node):
         """A field's choices, with a named choice set resolved (empty if it names none)."""
         if isinstance(field.choices, str):
             return self.choice_sets.get(field.choices, [])
+        if field.choices is None and field.choices_text is not None and field.type in CHOICE_TYPES:
+            return [
+                Choice(code=code, label=Text.model_validate(label))
+                for code, label in parse_choices(field.choices_text)
+            ]
         return field.choices or []
 
     @property
@@ -222,7 +235,7 @@ class Instrument(Node):
     def choice_label(self, choice: Choice, lang: str = DEFAULT_LANGUAGE) -> str:
         """A choice's label; licensed instruments without their text show the bare code."""
         text = choice.label.get(lang) if choice.label else None
-        return text or choice.code
+        return choice.code if text is None else text
 
 
 def load_instrument(file: Path) -> Instrument:
