@@ -527,10 +527,10 @@ CASES = [
     # Malformed files: an error naming file and line, never a traceback.
     Case(
         "type-invalid",
-        [(AUDIT, "    type: radio\n", "    type: sql\n")],
+        [(AUDIT, "    type: radio\n", "    type: Radio\n")],
         "load",
         "type (line",
-        anchor="type: sql",
+        anchor="type: Radio",
     ),
     Case(
         "key-unknown",
@@ -560,6 +560,50 @@ CASES = [
         "'consents' has no definition file",
         file=STUDY,
         anchor="- {form: consents",
+    ),
+    Case(
+        "data-quality-unknown-rule",
+        [(STUDY, "  disabled: []", "  disabled: [outliers]")],
+        "data-quality",
+        "data_quality.disabled: no rule 'outliers'",
+        file=STUDY,
+        anchor="  disabled: [outliers]",
+    ),
+    Case(
+        "data-quality-check-field",
+        [
+            (
+                STUDY,
+                "      field: job_end_date\n      when: \"[job_ongoing] = '1'",
+                "      field: job_end\n      when: \"[job_ongoing] = '1'",
+            )
+        ],
+        "data-quality",
+        "check 'ongoing-job-end-date': no field 'job_end'",
+        file=STUDY,
+        anchor="    - name: ongoing-job-end-date",
+    ),
+    Case(
+        "data-quality-check-logic",
+        [(STUDY, "[job_ongoing] = '0' and", "[job_ongoin] = '0' and")],
+        "logic",
+        "check 'finished-job-end-date': unknown field 'job_ongoin'",
+        file=STUDY,
+        anchor="    - name: finished-job-end-date",
+    ),
+    Case(
+        "outlier-not-a-number",
+        [
+            (
+                "forms/job_episode.yaml",
+                "    validation: number\n    min: 0\n    max: 80\n",
+                "    min: 0\n    max: 80\n",
+            )
+        ],
+        "data-quality",
+        "'job_hours_week': an outlier check needs numbers",
+        file="forms/job_episode.yaml",
+        anchor="    outlier: {method: mad}",
     ),
     Case(
         "form-name-mismatch",
