@@ -100,10 +100,19 @@ lang_option = click.option(
 )
 
 
-def _print_findings(findings: list[Finding]) -> int:
+def _print_findings(findings: list[Finding], per_rule: int | None = None) -> int:
+    """Print findings and a count; `per_rule` caps the warnings shown for each rule."""
     errors = sum(f.severity == "error" for f in findings)
+    shown: dict[str, int] = {}
     for finding in findings:
+        if finding.severity == "warning" and per_rule is not None:
+            shown[finding.rule] = shown.get(finding.rule, 0) + 1
+            if shown[finding.rule] > per_rule:
+                continue
         click.echo(str(finding), err=finding.severity == "error")
+    for rule, count in shown.items():
+        if per_rule is not None and count > per_rule:
+            click.echo(f"... and {count - per_rule} more {rule} warning(s)")
     warnings = len(findings) - errors
     click.echo(f"{errors} error(s), {warnings} warning(s)")
     return errors
@@ -247,50 +256,60 @@ def _plan(
 
 
 @cli.command("import-dictionary")
-@click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("csv_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--project", "-p", help="Project name for the study file (default: from CSV name).")
-def import_dictionary(csv_file: Path, output: Path, project: str | None) -> None:
-    """Turn an existing REDCap data dictionary into definition files."""
-    from hekta_redcap.dictionary import read_csv, rows_to_definitions
-    from hekta_redcap.lint import DictionaryContext, lint_dictionary
-    from hekta_redcap.study import FORMS_DIR, STUDIES_DIR
+@click.option(
+    "--project",
+    "-p",
+    help="Project name for the study file (default: from the file name); with --instrument, "
+    "the study in DIR to add it to (default: the only one).",
+)
+@click.option(
+    "--instrument",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Add one instrument (a Shared Library CSV or an instrument ZIP) to the definitions in "
+    "DIR as a new form.",
+)
+@click.option("--form", help="With --instrument: the form name to give it.")
+def import_dictionary(
+    csv_file: Path | None,
+    output: Path,
+    project: str | None,
+    instrument: Path | None,
+    form: str | None,
+) -> None:
+    """Adopt a REDCap data dictionary (or one instrument) as definition files.
 
-    if not csv_file.is_file():
-        raise HektaError("file not found", Origin(csv_file))
-    rows = read_csv(csv_file)
-    report = lint_dictionary(DictionaryContext(rows))
-    if report.errors:
-        _print_findings(report.findings)
-        raise HektaError(f"not imported: fix the errors in {csv_file} first")
-    name = project or "".join(c if c.isalnum() else "_" for c in csv_file.stem.lower()).strip("_")
-    study, forms = rows_to_definitions(rows, name, f"Imported from {csv_file.name}")
-    _write_yaml(output / STUDIES_DIR / f"{name}.yaml", study)
-    for form, spec in forms.items():
-        _write_yaml(output / FORMS_DIR / f"{form}.yaml", spec)
+    Only what REDCap itself would refuse stops the import; the project's own advice is shown
+    as warnings (docs/redcap-rules.md).
+    """
+    from hekta_redcap.adopt import ImportRefused, import_dictionary, import_instrument
+
+    source = instrument or csv_file
+    if source is None or (instrument and csv_file):
+        raise click.UsageError("give either a DICTIONARY.csv or --instrument FILE")
+    if not source.is_file():
+        raise HektaError("file not found", Origin(source))
+    try:
+        if instrument:
+            done = import_instrument(instrument, output, project, form)
+        else:
+            done = import_dictionary(source, output, project)
+    except ImportRefused as refused:
+        _print_findings(refused.findings, per_rule=20)
+        raise
+    _print_findings(done.findings, per_rule=20)
+    for note in done.notes:
+        click.echo(f"note: {note}")
+    what = (
+        f"form '{done.forms[0]}' to study"
+        if instrument
+        else f"{len(done.forms)} instrument(s) and study"
+    )
     click.echo(
-        f"wrote {len(forms)} instrument(s) and study '{name}' to {output}; "
+        f"wrote {done.fields} field(s): {what} '{done.project}' in {output}; "
         f"check them with: hekta-redcap lint --definitions {output}"
     )
-
-
-def _write_yaml(file: Path, data: object) -> None:
-    """Write `data` as YAML with each choice (`{code, label}`) on one line, as the shipped
-    definitions do."""
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    Dumper.add_representer(
-        dict,
-        lambda dumper, data: dumper.represent_mapping(
-            "tag:yaml.org,2002:map", data, flow_style=set(data) == {"code", "label"}
-        ),
-    )
-    file.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
-    file.write_text(text, encoding="utf-8")
 
 
 @cli.group(invoke_without_command=True)

@@ -1,8 +1,10 @@
 """The REDCap data dictionary: compiled from the definitions, and read back from a CSV.
 
 `compile_project` turns a loaded project into dictionary rows (REDCap's 18 columns, in order),
-each remembering the definition line it came from. `write_csv` and `read_csv` move rows to and
-from the CSV that REDCap's Data Dictionary page and `import_metadata` take.
+each remembering the definition line it came from. `write_csv` writes them as REDCap's API
+does; `read_dictionary` reads a dictionary as people bring it: the API's `field_name,…` header
+or the download page's `Variable / Field Name,…`, the older 16- and 17-column files, UTF-8 with
+or without a byte-order mark, any line ending, and cells of any size.
 
     >>> rows = compile_project(load_project("hekta"))
     >>> rows[0].field_name, rows[0].form_name
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import sys
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 
@@ -21,6 +25,9 @@ from hekta_redcap.fieldtypes import CHOICE_TYPES
 from hekta_redcap.instruments import Field, Instrument
 from hekta_redcap.model import DEFAULT_LANGUAGE, Text
 from hekta_redcap.study import Project
+
+# A dictionary cell may hold megabytes (a long HTML label); the csv module stops at 128 KiB.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass
@@ -50,6 +57,9 @@ class DictRow:
     def values(self) -> tuple[str, ...]:
         return astuple(self)[: len(COLUMNS)]
 
+    def as_dict(self) -> dict[str, str]:
+        return dict(zip(COLUMNS, self.values(), strict=True))
+
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(DictRow) if f.name != "origin")
 
@@ -74,6 +84,31 @@ CSV_HEADER = (
     "Matrix Ranking?",
     "Field Annotation",
 )
+# Older REDCap versions named some columns differently (before sliders and surveys).
+_OLD_NAMES = {
+    "select_choices_or_calculations": ("Choices OR Calculations", "Choices, Calculations"),
+    "text_validation_type_or_show_slider_number": ("Text Validation Type",),
+    "branching_logic": ("Branching Logic",),
+    "question_number": ("Question Number",),
+    "identifier": ("Identifier",),
+    "required_field": ("Required Field", "Required"),
+    "matrix_ranking": ("Matrix Ranking",),
+}
+# The columns a dictionary cannot do without; the others are blank when a file leaves them out.
+REQUIRED_COLUMNS = ("field_name", "form_name", "field_type")
+
+
+def _header_key(name: str) -> str:
+    return re.sub(r"\s+", " ", name.strip().lstrip("\ufeff")).lower()
+
+
+HEADER_NAMES: dict[str, str] = {
+    _header_key(name): column
+    for column, page, old in zip(
+        COLUMNS, CSV_HEADER, (_OLD_NAMES.get(c, ()) for c in COLUMNS), strict=True
+    )
+    for name in (column, page, *old)
+}
 
 
 def _text(text: Text | None, lang: str) -> str:
@@ -91,15 +126,20 @@ def choices_string(instrument: Instrument, field: Field, lang: str = DEFAULT_LAN
     )
 
 
-def compile_field(instrument: Instrument, f: Field, lang: str = DEFAULT_LANGUAGE) -> DictRow:
+def choices_column(instrument: Instrument, f: Field, lang: str = DEFAULT_LANGUAGE) -> str:
+    """The 'Choices, Calculations, OR Slider Labels' cell: an exact text the definition holds
+    (`choices_text`, a calc, an sql query, an ontology), else the choices or slider labels."""
+    for exact in (f.choices_text, f.calc, f.sql, f.ontology):
+        if exact is not None:
+            return exact
     if f.type in CHOICE_TYPES:
-        choices = choices_string(instrument, f, lang)
-    elif f.type == "calc":
-        choices = f.calc or ""
-    elif f.type == "slider" and f.slider:
-        choices = " | ".join(_text(t, lang) for t in (f.slider.left, f.slider.mid, f.slider.right))
-    else:
-        choices = ""
+        return choices_string(instrument, f, lang)
+    if f.type == "slider" and f.slider:
+        return " | ".join(_text(t, lang) for t in (f.slider.left, f.slider.mid, f.slider.right))
+    return ""
+
+
+def compile_field(instrument: Instrument, f: Field, lang: str = DEFAULT_LANGUAGE) -> DictRow:
     validation = f.validation or ""
     if f.type == "slider" and f.slider and f.slider.show_number:
         validation = "number"
@@ -109,7 +149,7 @@ def compile_field(instrument: Instrument, f: Field, lang: str = DEFAULT_LANGUAGE
         section_header=_text(f.section, lang),
         field_type=f.type,
         field_label=instrument.label_of(f, lang),
-        select_choices_or_calculations=choices,
+        select_choices_or_calculations=choices_column(instrument, f, lang),
         field_note=_text(f.note, lang),
         text_validation_type_or_show_slider_number=validation,
         text_validation_min=f.min or "",
@@ -145,112 +185,139 @@ def write_csv(rows: list[DictRow], file: Path) -> None:
     file.write_text(to_csv(rows), encoding="utf-8")
 
 
-def read_csv(file: Path) -> list[DictRow]:
-    """Read a data dictionary CSV (API or download-page header); rows remember their line."""
+# Reading a dictionary ----------------------------------------------------------------------
+
+
+@dataclass
+class DictionaryFile:
+    """A dictionary as read: its rows, the columns its header had, and notes on how it was
+    read (an encoding other than UTF-8, a delimiter other than a comma)."""
+
+    file: Path
+    rows: list[DictRow]
+    columns: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+
+def decode(data: bytes, file: Path) -> tuple[str, str | None]:
+    """Text of a dictionary file: UTF-8 (a byte-order mark is dropped), UTF-16 with its mark,
+    else Windows-1252 as Excel writes it in Western Europe (with a note saying so)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "read as UTF-16"
+        except UnicodeDecodeError as exc:
+            raise DefinitionError(f"cannot read file: {exc}", Origin(file)) from None
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DefinitionError(f"cannot read file: {exc}", Origin(file)) from None
-    return parse_csv(text, file)
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace"), "not UTF-8: read as Windows-1252"
 
 
-def parse_csv(text: str, file: Path) -> list[DictRow]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None:
-        raise DefinitionError("empty file: expected a data dictionary header", Origin(file, 1))
-    header = [h.strip() for h in header]
-    if header not in (list(COLUMNS), list(CSV_HEADER)):
-        raise DefinitionError(
-            f"not a REDCap data dictionary: expected the 18 columns {', '.join(COLUMNS)}",
-            Origin(file, 1),
-        )
-    rows = []
-    while True:
-        line = reader.line_num + 1  # a quoted value may span lines: keep the row's first
-        values = next(reader, None)
-        if values is None:
-            break
-        if not any(v.strip() for v in values):
+def read_dictionary(file: Path) -> DictionaryFile:
+    """Read a data dictionary CSV; every row remembers its line. A file that is not a
+    dictionary raises `DefinitionError` naming the file and line."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise DefinitionError(f"cannot read file: {exc.strerror or exc}", Origin(file)) from None
+    text, note = decode(data, file)
+    read = parse_dictionary(text, file)
+    if note:
+        read.notes.insert(0, note)
+    return read
+
+
+def read_csv(file: Path) -> list[DictRow]:
+    """The rows of a data dictionary CSV (see `read_dictionary`)."""
+    return read_dictionary(file).rows
+
+
+def _split_header(text: str) -> tuple[list[str], str]:
+    """The header cells and the delimiter that makes them a dictionary header: a comma, as
+    REDCap writes, else the semicolon or tab a spreadsheet may have saved."""
+    first: list[str] | None = None
+    for delimiter in (",", ";", "\t"):
+        try:
+            header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), None)
+        except csv.Error:
             continue
-        if len(values) != len(COLUMNS):
+        if header is None:
+            return [], ","
+        first = first if first is not None else header
+        if {HEADER_NAMES.get(_header_key(h)) for h in header} >= set(REQUIRED_COLUMNS):
+            return header, delimiter
+    return first or [], ","
+
+
+def parse_dictionary(text: str, file: Path) -> DictionaryFile:
+    """Parse dictionary text (see `read_dictionary`)."""
+    text = text.removeprefix("\ufeff")
+    header, delimiter = _split_header(text)
+    if not any(h.strip() for h in header):
+        raise DefinitionError("empty file: expected a data dictionary header", Origin(file, 1))
+    columns = _columns(header, file)
+    notes = [] if delimiter == "," else [f"cells separated by {delimiter!r}, not commas"]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows, line = [], 1
+    try:
+        next(reader)
+        while True:
+            line = reader.line_num + 1  # a quoted value may span lines: keep the row's first
+            values = next(reader, None)
+            if values is None:
+                break
+            if not any(v.strip() for v in values):
+                continue
+            rows.append(_row(values, columns, Origin(file, line)))
+    except csv.Error as exc:
+        raise DefinitionError(f"not a well-formed CSV: {exc}", Origin(file, line)) from None
+    used = tuple(c for c in columns if c is not None)
+    return DictionaryFile(file, rows, used, notes)
+
+
+def _columns(header: list[str], file: Path) -> list[str | None]:
+    """Each header cell's column (None for an empty trailing cell a spreadsheet added)."""
+    origin = Origin(file, 1)
+    columns: list[str | None] = []
+    for i, name in enumerate(header):
+        column = HEADER_NAMES.get(_header_key(name))
+        if column is None and not name.strip() and not any(h.strip() for h in header[i:]):
+            columns.append(None)
+            continue
+        if column is None:
             raise DefinitionError(
-                f"expected {len(COLUMNS)} columns, found {len(values)}", Origin(file, line)
+                f"not a REDCap data dictionary: unknown column {name!r} in the header "
+                f"(expected REDCap's columns {', '.join(COLUMNS)})",
+                origin,
             )
-        rows.append(DictRow(*values, origin=Origin(file, line)))
-    return rows
-
-
-# Reading a dictionary back into definitions (import-dictionary) -------------------------------
-
-
-def _plain(value: str) -> str | None:
-    return value if value else None
-
-
-def row_to_field(row: DictRow) -> dict[str, object]:
-    """A dictionary row as a definition-file field (the inverse of `compile_field`)."""
-    spec: dict[str, object] = {"name": row.field_name, "type": row.field_type}
-    validation = row.text_validation_type_or_show_slider_number
-    text = row.select_choices_or_calculations
-    optional = {
-        "label": _plain(row.field_label),
-        "section": _plain(row.section_header),
-        "note": _plain(row.field_note),
-    }
-    if row.field_type in CHOICE_TYPES:
-        optional["choices"] = [
-            {"code": code.strip(), "label": label.strip()}
-            for code, label in (part.split(",", 1) for part in text.split("|"))
-        ]
-    elif row.field_type == "calc":
-        optional["calc"] = text
-    elif row.field_type == "slider":
-        left, mid, right = (
-            ([p.strip() for p in text.split("|")] + ["", "", ""])[:3] if text else ("", "", "")
+        if column in columns:
+            raise DefinitionError(f"column {name!r} appears twice in the header", origin)
+        columns.append(column)
+    if missing := [c for c in REQUIRED_COLUMNS if c not in columns]:
+        raise DefinitionError(
+            f"not a REDCap data dictionary: no {', '.join(missing)} column "
+            f"(expected REDCap's columns {', '.join(COLUMNS)})",
+            origin,
         )
-        slider = {"left": left, "mid": mid, "right": right, "show_number": validation == "number"}
-        optional["slider"] = {k: v for k, v in slider.items() if v}
-        validation = ""
-    optional |= {
-        "validation": _plain(validation),
-        "min": _plain(row.text_validation_min),
-        "max": _plain(row.text_validation_max),
-        "identifier": row.identifier == "y" or None,
-        "required": row.required_field == "y" or None,
-        "branching": _plain(row.branching_logic),
-        "align": _plain(row.custom_alignment),
-        "question_number": _plain(row.question_number),
-        "matrix": _plain(row.matrix_group_name),
-        "matrix_ranking": row.matrix_ranking == "y" or None,
-        "annotation": _plain(row.field_annotation),
-    }
-    spec.update({k: v for k, v in optional.items() if v not in (None, {}, [])})
-    return spec
+    return columns
 
 
-def rows_to_definitions(
-    rows: list[DictRow], project: str, source: str
-) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
-    """A classic study file and one instrument file per form from dictionary rows."""
-    forms: dict[str, dict[str, object]] = {}
-    for row in rows:
-        form = forms.setdefault(
-            row.form_name,
-            {
-                "form": row.form_name,
-                "label": row.form_name.replace("_", " ").capitalize(),
-                "licence": "ship_text",
-                "translation": "draft",
-                "source": source,
-                "fields": [],
-            },
+def _row(values: list[str], columns: list[str | None], origin: Origin) -> DictRow:
+    width = sum(c is not None for c in columns)
+    extra = values[len(columns) :]
+    named = [values[i] if i < len(values) else "" for i, c in enumerate(columns) if c]
+    where = f" (field '{values[0].strip()}')" if values and values[0].strip() else ""
+    if any(v.strip() for v in extra) or any(
+        values[i].strip() for i, c in enumerate(columns) if c is None and i < len(values)
+    ):
+        raise DefinitionError(
+            f"this row has {len(values)} cells but the header has {width} columns{where}: "
+            "an unquoted comma or quote in a cell?",
+            origin,
         )
-        form["fields"].append(row_to_field(row))  # type: ignore[attr-defined]
-    study = {
-        "project": project,
-        "title": project,
-        "record_id": rows[0].field_name,
-        "instruments": [{"form": name} for name in forms],
-    }
-    return study, forms
+    if len(values) < width:
+        raise DefinitionError(f"expected {width} columns, found {len(values)}{where}", origin)
+    cells = dict(zip((c for c in columns if c), named, strict=True))
+    for key in REQUIRED_COLUMNS:
+        cells[key] = cells[key].strip()
+    return DictRow(**cells, origin=origin)
