@@ -140,21 +140,32 @@ _EVENT_SMART = frozenset(
 _INSTANCE_SMART = frozenset(
     ["current-instance", "previous-instance", "next-instance", "first-instance", "last-instance"]
 )
+# REDCap's smart variables (REDCap 14/15) that stand alone in logic.
 _SMART = (
     _EVENT_SMART
     | _INSTANCE_SMART
-    | {
-        "event-label",
-        "record-name",
-        "record-dag-name",
-        "record-dag-label",
-        "arm-number",
-        "arm-label",
-        "user-name",
-        "project-id",
-    }
+    | frozenset(
+        """event-label event-id event-number previous-event-label next-event-label
+        first-event-label last-event-label arm-number arm-label record-name record-dag-name
+        record-dag-id record-dag-label user-name user-fullname user-email user-dag-name
+        user-dag-id user-dag-label user-role-id user-role-name user-role-label project-id
+        redcap-base-url redcap-version redcap-version-url survey-base-url is-form is-survey
+        is-download instrument-name instrument-label new-instance rand-number rand-group
+        rand-time rand-utc-time survey-queue-url mycap-participant-code""".split()
+    )
 )
-_MODIFIERS = frozenset(["value", "label", "checked", "unchecked"])
+# Smart variables that take parameters after a colon (`[survey-date-completed:baseline]`).
+_SMART_WITH_PARAMS = frozenset(
+    """survey-date-completed survey-time-completed survey-date-started survey-time-started
+    survey-duration survey-duration-completed survey-url survey-link survey-return-code
+    survey-access-code survey-title survey-queue-link form-url form-link instrument-name
+    instrument-label aggregate-min aggregate-max aggregate-mean aggregate-median aggregate-sum
+    aggregate-count aggregate-stdev aggregate-unique calendar-url calendar-link
+    event-name event-label record-name user-name is-form is-survey""".split()
+)
+_MODIFIERS = frozenset(
+    ["value", "label", "checked", "unchecked", "ampm", "inline", "link", "hideunderscore"]
+)
 _DAY = 86400.0
 _UNIT_SECONDS = {
     "s": 1.0,
@@ -339,6 +350,11 @@ _FUNCTIONS: dict[str, tuple[int, int | None, Callable[..., object]]] = {
     "lower": (1, 1, lambda value: _text(value).lower()),
     "trim": (1, 1, lambda value: _text(value).strip()),
     "concat": (1, None, lambda *values: "".join(map(_text, values))),
+    "concat_ws": (
+        2,
+        None,
+        lambda sep, *values: _text(sep).join(_text(v) for v in values if not _blank(v)),
+    ),
     "replace_text": (3, 3, _replace),
     "year": (1, 1, _date_part("year")),
     "month": (1, 1, _date_part("month")),
@@ -448,6 +464,9 @@ def _field_part(raw: str, position: int) -> Ref:
     if not raw.strip() or match is None:
         raise _Invalid(f"malformed reference [{raw}]", position)
     name, code, modifier = match["name"], match["code"], match["modifier"]
+    smart, _, params = raw.partition(":")
+    if "-" in smart and params and smart in _SMART_WITH_PARAMS:
+        return Ref(None, smart=raw)
     if "-" in name:
         if name not in _SMART:
             raise _Invalid(f"unknown smart variable [{name}]", position)

@@ -81,7 +81,8 @@ class Generator:
             args[:2] = [
                 self.rng.choice(("[d1]", "[d2]", "'today'", "'now'", arg)) for arg in args[:2]
             ]
-            args[2] = self.rng.choice(("'y'", "'M'", "'d'", "'h'", "'m'", "'s'", "[t]", args[2]))
+            unit = args[2] if not isinstance(logic.parse(args[2]), logic.Literal) else "'d'"
+            args[2] = self.rng.choice(("'y'", "'M'", "'d'", "'h'", "'m'", "'s'", "[t]", unit))
             if count >= 4 and self.rng.random() < 0.5:
                 args[3] = self.rng.choice(("'ymd'", "'dmy'", "true", "'true'"))
         return f"{name}({', '.join(args)})"

@@ -481,7 +481,7 @@ class RowLogic:
             "record-dag-label": dag.name if dag else "",
             "user-name": self.export.call.u.username,
             "project-id": str(model.project_id),
-        }[name]
+        }.get(name, "")  # the others (user roles, surveys, aggregates) are not modelled
 
 
 @endpoint("record", "export", privilege="api_export")
