@@ -228,11 +228,11 @@ def test_metadata_import_reports_every_problem_in_one_error(classic: Handle) -> 
         ({6: {"select_choices_or_calculations": "1 Male | 2, Female"}}, "code, label"),
         ({6: {"select_choices_or_calculations": "1, Male | 1, Female"}}, "code, label"),
         ({8: {"field_type": "dropdown", "select_choices_or_calculations": ""}}, "code, label"),
-        ({1: {"field_name": "first__name"}}, "first__name"),
+        ({1: {"field_name": "1st_name"}}, "1st_name"),
         ({1: {"field_name": "First_name"}}, "First_name"),
         ({1: {"field_name": "followup_complete"}}, "followup_complete"),
         ({13: {"form_name": "Follow-up"}, 14: {"form_name": "Follow-up"}}, "Follow-up"),
-        ({3: {"text_validation_type_or_show_slider_number": "int"}}, "age (int)"),
+        ({3: {"text_validation_type_or_show_slider_number": "integr"}}, "age (integr)"),
         ({10: {"select_choices_or_calculations": ""}}, "bmi"),
     ],
 )

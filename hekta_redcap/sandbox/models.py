@@ -178,7 +178,7 @@ class ProjectModel:
 
     def form_of(self, field_name: str) -> str | None:
         """The form a field (or `<form>_complete`, or a checkbox column) belongs to."""
-        base = field_name.split("___")[0]
+        base = field_name if field_name in self.fields else field_name.split("___")[0]
         if base in self.fields:
             return self.fields[base]["form_name"]
         form = field_name.removesuffix("_complete")

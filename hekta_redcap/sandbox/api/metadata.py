@@ -7,11 +7,12 @@ problem is reported in one 400 (REDCap's way), before anything is written.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from hekta_redcap.dictionary import CSV_HEADER
-from hekta_redcap.fieldtypes import CHOICE_TYPES, FIELD_TYPES, PATTERNS, parse_choices
+from hekta_redcap.dictionary import HEADER_NAMES, REQUIRED_COLUMNS, DictRow, parse_dictionary
+from hekta_redcap.dictrules import redcap_refusals
+from hekta_redcap.errors import DefinitionError
 from hekta_redcap.sandbox.endpoints import Call, endpoint
 from hekta_redcap.sandbox.models import METADATA_COLUMNS
 from hekta_redcap.sandbox.wire import (
@@ -38,21 +39,28 @@ BAD_TYPE = (
 # [U] REDCap's wording for these is unknown.
 BAD_NAME = (
     "The following variable/field names are not valid (use lowercase letters, numbers and "
-    "underscores, start with a letter, do not end with or double an underscore, at most 100 "
-    "characters, and not a form's `_complete` name): {}"
+    "underscores, start with a letter, at most 100 characters, and not a name REDCap reserves "
+    "such as a form's `_complete` name): {}"
 )
 BAD_FORM_NAME = (
     "The following form names are not valid (use lowercase letters, numbers and underscores, "
-    "start with a letter, do not end with or double an underscore, at most 100 characters): {}"
+    "start with a letter, at most 100 characters): {}"
 )
 BAD_FIRST = "The first field is the record ID field and must be a text field: {}"
 NO_FIELDS = "The data dictionary must contain at least one field"
 BAD_CHOICES = (
     'The choices of these fields are not formatted as "code, label | code, label" with '
-    "unique, non-empty codes: {}"
+    "unique codes of letters, numbers, underscores, dots and hyphens: {}"
 )
-NO_CALCULATION = "These calculated fields have no calculation: {}"
+NO_CALCULATION = "These calculated (or SQL) fields have no calculation (or query): {}"
 BAD_VALIDATION = "These fields have a validation type that is not valid for their field type: {}"
+BAD_BOUNDS = "These fields have a Text Validation Min or Max not valid for their validation: {}"
+BAD_FLAGS = "Identifier?, Required Field? and Matrix Ranking? must be 'y' or blank: {}"
+BAD_ALIGNMENT = "Custom Alignment must be RV, RH, LV, LH or blank: {}"
+BAD_MATRIX = (
+    "Matrix groups must have a valid name and hold radio or checkbox fields of one type with "
+    "the same choices: {}"
+)
 BAD_COLUMNS = "These columns are not data dictionary columns: {}"
 # [U] REDCap refuses dictionary imports in production; the exact text is unknown.
 IN_PRODUCTION = (
@@ -60,28 +68,62 @@ IN_PRODUCTION = (
     "Metadata can only be imported while the project is in development status; in production, "
     "change the design in Draft Mode."
 )
-
-NAME = re.compile(r"[a-z](?:[a-z0-9]|_(?!_))*(?<!_)")
-MAX_NAME = 100
-# The validations each field type accepts in `text_validation_type_or_show_slider_number`.
-VALIDATIONS = {
-    "text": frozenset(PATTERNS),
-    "file": frozenset({"signature"}),
-    "dropdown": frozenset({"autocomplete"}),
-    "slider": frozenset({"number"}),
+# Each kind of refusal (dictrules) as one of REDCap's messages, in the order REDCap lists them.
+MESSAGES = {
+    "duplicated": DUPLICATED,
+    "field-name": BAD_NAME,
+    "no-form": NO_FORM,
+    "form-name": BAD_FORM_NAME,
+    "not-sequential": NOT_SEQUENTIAL,
+    "field-type": BAD_TYPE + ": {}",
+    "choices": BAD_CHOICES,
+    "calc": NO_CALCULATION,
+    "validation": BAD_VALIDATION,
+    "bounds": BAD_BOUNDS,
+    "flag": BAD_FLAGS,
+    "alignment": BAD_ALIGNMENT,
+    "matrix": BAD_MATRIX,
+    "record-id": BAD_FIRST,
+    "no-fields": NO_FIELDS,
 }
-# The Data Dictionary page's CSV header is accepted as an alias of the API's column names.
-ALIASES = dict(zip(CSV_HEADER, METADATA_COLUMNS, strict=True))
 
 
 def import_rows(call: Call) -> list[dict[str, str]]:
     """The `data` of an import as rows of stripped strings (JSON may hold numbers)."""
     rows = parse_data(call.params.require("data"), call.fmt, call.params.delimiter)
-    return [{str(k).strip(): _text(v) for k, v in row.items()} for row in rows]
+    return [{str(k).strip(): _text(v).strip() for k, v in row.items()} for row in rows]
+
+
+def dictionary_rows(call: Call) -> list[dict[str, str]]:
+    """The `data` of a dictionary import as rows of REDCap's 18 keys, cells as sent: CSV with
+    the API's or the download page's header (older 16- and 17-column files too), JSON or XML."""
+    data = call.params.require("data")
+    if call.fmt == "csv":
+        try:
+            read = parse_dictionary(data, Path("data"))
+        except DefinitionError as exc:
+            raise ApiError(f"The data being imported is not formatted correctly ({exc})") from None
+        return [row.as_dict() for row in read.rows]
+    rows = parse_data(data, call.fmt, call.params.delimiter)
+    return [_dictionary_row(row) for row in rows]
+
+
+def _dictionary_row(row: dict[str, Any]) -> dict[str, str]:
+    named = {HEADER_NAMES.get(_key(key), str(key)): _text(v) for key, v in row.items()}
+    if unknown := [key for key in named if key not in METADATA_COLUMNS]:
+        raise ApiError(BAD_COLUMNS.format(", ".join(unknown)))
+    cells = {column: named.get(column, "") for column in METADATA_COLUMNS}
+    for column in REQUIRED_COLUMNS:
+        cells[column] = cells[column].strip()
+    return cells
+
+
+def _key(name: Any) -> str:
+    return re.sub(r"\s+", " ", str(name).strip()).lower()
 
 
 def _text(value: Any) -> str:
-    return "" if value is None else str(value).strip()
+    return "" if value is None else str(value)
 
 
 @endpoint("metadata", "export", privilege="api_export")
@@ -108,7 +150,7 @@ def import_metadata(call: Call) -> Reply:
     model = call.p
     if model.in_production:
         raise ApiError(IN_PRODUCTION)
-    rows = [_dictionary_row(row) for row in import_rows(call)]
+    rows = dictionary_rows(call)
     if errors := dictionary_errors(rows):
         raise ApiError("\n".join(errors))
     model.replace_metadata(rows)
@@ -116,74 +158,17 @@ def import_metadata(call: Call) -> Reply:
     return render_count(len(rows), call.return_format)
 
 
-def _dictionary_row(row: dict[str, str]) -> dict[str, str]:
-    named = {ALIASES.get(key, key): value for key, value in row.items()}
-    if unknown := [key for key in named if key not in METADATA_COLUMNS]:
-        raise ApiError(BAD_COLUMNS.format(", ".join(unknown)))
-    return {column: named.get(column, "") for column in METADATA_COLUMNS}
-
-
 def dictionary_errors(rows: list[dict[str, str]]) -> list[str]:
-    """Every reason REDCap would refuse this dictionary, one message per kind of problem."""
-    if not rows:
-        return [NO_FIELDS]
-    names = [row["field_name"] for row in rows]
-    forms = [row["form_name"] for row in rows if row["form_name"]]
-    completes = {f"{form}_complete" for form in forms}
-    problems: dict[str, list[str]] = {
-        DUPLICATED: [n for n, count in Counter(names).items() if count > 1],
-        BAD_NAME: [n for n in dict.fromkeys(names) if not _valid_name(n) or n in completes],
-        NO_FORM: [row["field_name"] for row in rows if not row["form_name"]],
-        BAD_FORM_NAME: [f for f in dict.fromkeys(forms) if not _valid_name(f)],
-        NOT_SEQUENTIAL: _repeated_forms(forms),
-        BAD_TYPE + ": {}": [
-            f"{row['field_name']} ({row['field_type']})"
-            for row in rows
-            if row["field_type"] not in FIELD_TYPES
-        ],
-        BAD_CHOICES: [
-            row["field_name"]
-            for row in rows
-            if row["field_type"] in CHOICE_TYPES
-            and not _valid_choices(row["select_choices_or_calculations"])
-        ],
-        NO_CALCULATION: [
-            row["field_name"]
-            for row in rows
-            if row["field_type"] == "calc" and not row["select_choices_or_calculations"]
-        ],
-        BAD_VALIDATION: [
-            f"{row['field_name']} ({validation})"
-            for row in rows
-            if (validation := row["text_validation_type_or_show_slider_number"])
-            and row["field_type"] in VALIDATIONS
-            and validation not in VALIDATIONS[row["field_type"]]
-        ],
-    }
-    if rows[0]["field_type"] != "text":
-        problems[BAD_FIRST] = [f"{names[0]} ({rows[0]['field_type']})"]
-    return [template.format(", ".join(found)) for template, found in problems.items() if found]
-
-
-def _valid_name(name: str) -> bool:
-    return len(name) <= MAX_NAME and NAME.fullmatch(name) is not None
-
-
-def _repeated_forms(forms: list[str]) -> list[str]:
-    """Forms whose rows are not contiguous."""
-    starts = [form for i, form in enumerate(forms) if i == 0 or forms[i - 1] != form]
-    return [form for form, count in Counter(starts).items() if count > 1]
-
-
-def _valid_choices(text: str) -> bool:
-    parts = [part for part in text.split("|") if part.strip()]
-    codes = [code for code, _ in parse_choices(text)]
-    return (
-        bool(parts)
-        and all("," in part for part in parts)
-        and all(codes)
-        and len(set(codes)) == len(codes)
-    )
+    """Every reason REDCap would refuse this dictionary (the rules in `dictrules`), one message
+    per kind of problem."""
+    found: dict[str, list[str]] = {kind: [] for kind in MESSAGES}
+    for refusal in redcap_refusals([DictRow(**row) for row in rows]):
+        found.setdefault(refusal.kind, []).append(refusal.item)
+    return [
+        MESSAGES.get(kind, kind + ": {}").format(", ".join(dict.fromkeys(items)))
+        for kind, items in found.items()
+        if items
+    ]
 
 
 @endpoint("exportFieldNames", "export", privilege="api_export")
