@@ -493,6 +493,7 @@ def validate_command(
     are found, 2 on usage or connection errors. Links to REDCap need the project's URL and
     token, also with --input."""
     from hekta_redcap import validation
+    from hekta_redcap.store import Store
     from hekta_redcap.validation.report import summary
 
     settings: Settings = ctx.obj
@@ -503,7 +504,11 @@ def validate_command(
         else:
             rows, source = validation.read_export(input_file), str(input_file)
         links = validation.entry_links(settings, loaded)
-        result = validation.validate_records(loaded, rows, links=links, source=source)
+        with Store.open(settings) as store:  # the values people checked and accepted
+            accepted = store.acceptances(project)
+        result = validation.validate_records(
+            loaded, rows, links=links, source=source, accepted=accepted
+        )
     except HektaError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(2)
@@ -561,6 +566,56 @@ def daemon_command(
 
     _log_lines()
     run_daemon(ctx.obj, _load(project, root, overlay_dir), once=once, reports=reports)
+
+
+@cli.group("problems")
+def problems_group() -> None:
+    """The data problems validation lists: accept a value that was checked and is right."""
+
+
+@problems_group.command("accept")
+@project_option
+@click.argument("record", required=False)
+@click.argument("event", required=False)
+@click.argument("field", required=False)
+@click.option("--reason", help="What was checked (required, kept with the acceptance).")
+@click.option("--instance", default="", help="The repeat instance, when the form repeats.")
+@click.option("--by", help="Who checked it (default: HEKTA_USER, else the login name).")
+@click.option(
+    "--file",
+    "csv_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A CSV of acceptances: record,event,field,reason[,instance][,by] with a header.",
+)
+@click.pass_context
+def accept_command(
+    ctx: click.Context,
+    project: str,
+    record: str | None,
+    event: str | None,
+    field: str | None,
+    reason: str | None,
+    instance: str,
+    by: str | None,
+    csv_file: Path | None,
+) -> None:
+    """Accept RECORD EVENT FIELD's open problem (or every line of --file): it is not listed
+    again while the value stays the one checked. EVENT is blank ('') in a classic project."""
+    from hekta_redcap.store import Store
+    from hekta_redcap.validation.acceptance import Acceptance, accept, read_csv, who
+
+    person = by or who(ctx.obj)
+    if csv_file is not None:
+        if record is not None:
+            raise click.UsageError("give RECORD EVENT FIELD or --file, not both")
+        wanted = list(read_csv(csv_file, person))
+    elif record is None or event is None or field is None:
+        raise click.UsageError("give RECORD EVENT FIELD --reason TEXT, or --file CSV")
+    else:
+        wanted = [Acceptance(record, event, field, reason or "", person, instance)]
+    with Store.open(ctx.obj) as store:
+        for line in accept(store, project, wanted):
+            click.echo(line)
 
 
 @cli.command("status")

@@ -41,6 +41,7 @@ from hekta_redcap.reminders import remind
 from hekta_redcap.store import Store, now
 from hekta_redcap.study import Project
 from hekta_redcap.validation import entry_links, validate_records, write_report
+from hekta_redcap.validation.report import overview, overview_line
 from hekta_redcap.worklist import notices
 
 logger = logging.getLogger("hekta_redcap.daemon")
@@ -160,13 +161,17 @@ def steps(settings: Settings, project: Project, store: Store, reports: Path) -> 
         rows = pd.DataFrame(store.raw_rows(project.name), dtype=str).fillna("")
         if rows.empty:
             return f"{project.name}: nothing to validate yet"
-        result = validate_records(project, rows, links=entry_links(settings, project))
-        store.set_problems(project.name, result.problems.to_dict("records"))
+        links = entry_links(settings, project)
+        accepted = store.acceptances(project.name)
+        result = validate_records(project, rows, links=links, accepted=accepted)
+        first_seen = store.set_problems(project.name, result.problems.to_dict("records"))
+        result.problems = result.problems.assign(first_seen=first_seen)
         store.set_typed(project.name, result.typed)
         html = write_report(result, reports / project.name)[1]
         return (
             f"{project.name}: validated {result.run.records} record(s): {result.errors} "
-            f"problem(s), {result.advisories} advisory; report {html}"
+            f"problem(s), {result.advisories} advisory, {len(result.accepted)} accepted; "
+            f"report {html}"
         )
 
     def remind_step() -> str:
@@ -280,13 +285,14 @@ class Status:
     beat: str
     to_check: int = 0  # reminders a person must check (maybe sent, or refused)
     notes: list[str] = field(default_factory=list)  # what stops the reminders as a whole
+    data: str = ""  # the open data problems in one line (`report.overview_line`)
 
     def render(self, project: str) -> str:
         lines = [f"{project}: daemon {'alive' if self.alive else 'not running'} ({self.beat})"]
         lines += [f"  ! {note}" for note in self.notes]
         lag = f"{self.lag.total_seconds() / 60:.0f} min" if self.lag is not None else "never synced"
         lines.append(f"  lag since the last successful sync: {lag}")
-        lines.append(f"  open data problems: {self.problems}")
+        lines.append(f"  open data problems: {self.data or self.problems}")
         if self.to_check:
             lines.append(
                 f"  reminders a person must check: {self.to_check} "
@@ -315,5 +321,7 @@ def status(
         shown = f"last beat {beat.beat:%Y-%m-%d %H:%M:%S}, {beat.state}" if beat else "no heartbeat"
         checks = len(Outbox(store, project).needing_a_person())
         notes = notices(definitions, store.project_info(project), "en") if definitions else []
-        problems = len(store.open_problems(project))
-        return Status(last, lag, problems, alive, shown, checks, notes)
+        problems = pd.DataFrame(store.open_problems(project))
+        accepted = pd.DataFrame(list(store.acceptances(project).values()))
+        data = overview_line(overview(problems, accepted))
+        return Status(last, lag, len(problems), alive, shown, checks, notes, data)

@@ -38,6 +38,7 @@ from hekta_redcap.scoring import score_all
 from hekta_redcap.sendtime import SendCalendar
 from hekta_redcap.store import Store, now
 from hekta_redcap.study import Project, available_projects, load_project
+from hekta_redcap.validation.report import overview, overview_line
 
 TRIAL = "hekta"
 COHORT_SIZE = 300
@@ -156,12 +157,15 @@ def _followups(
 
 
 def _problems(settings: Settings, cohort: Cohort, say: Callable[[str], None]) -> None:
+    """What the nurses' report holds: errors first (the deliberate ones among them), then the
+    advisory notes by rule."""
     with Store.open(settings) as store:
         problems = store.open_problems(TRIAL)
-    by_rule = Counter(f"{p['rule']} ({p['severity']})" for p in problems)
-    say(
-        "7. Open data problems by rule: " + ", ".join(f"{r}: {n}" for r, n in by_rule.most_common())
-    )
+    view = overview(pd.DataFrame(problems), pd.DataFrame())
+    say(f"7. Data problems for the study nurses: {overview_line(view)}")
+    errors = [p for p in problems if p["severity"] == "error"]
+    for p in errors:
+        say(f"   error: record {p['record']}, {p['event']}, {p['field']}: {p['message_en']}")
     listed = {(p["record"], p["field"]) for p in problems}
     found = [e for e in cohort.errors if (e.record, e.field) in listed]
     say(f"   The validator found {len(found)} of the {len(cohort.errors)} deliberate errors.")

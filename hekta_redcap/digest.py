@@ -12,6 +12,7 @@ name in capitals, e.g. `HEKTA_DIGEST_TO_OSLO`). Each goes out once a day, after 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pandas as pd
 
@@ -23,6 +24,8 @@ from hekta_redcap.messages import render
 from hekta_redcap.outbox import Key, Outbox, deliver
 from hekta_redcap.sendtime import SendCalendar
 from hekta_redcap.study import Project
+from hekta_redcap.validation.problems import ERROR
+from hekta_redcap.validation.report import overview
 from hekta_redcap.worklist import counts, items, needing_action
 
 SETTING = "HEKTA_DIGEST_TO"
@@ -51,10 +54,12 @@ def send_digests(
     now: dt.datetime,
     channels: Channels,
     notes: list[str] | None = None,
+    problems: list[dict[str, Any]] | None = None,
 ) -> int:
     """Send today's digests not yet sent, once the digest time has come, with `notes` (what
-    stops the reminders as a whole, `worklist.notices`) on top; with `box` None (a dry run)
-    they are written without being recorded. Returns the number sent."""
+    stops the reminders as a whole, `worklist.notices`) on top and the open data `problems`
+    (`Store.open_problems`) of the recipient's records after the follow-ups; with `box` None
+    (a dry run) they are written without being recorded. Returns the number sent."""
     policy = policy_of(project)
     if policy.digest is None:
         return 0
@@ -64,10 +69,12 @@ def send_digests(
         return 0
     day = local.date()
     notes = notes or []
+    found = pd.DataFrame(problems or [], columns=["record", "dag", "field", "rule", "severity"])
     urgent = needing_action(work, day)
     sent = 0
     for group, addresses in recipients(settings).items():
         mine = urgent if group == EVERYONE else urgent[urgent["dag"] == group]
+        data = found if group == EVERYONE else found[found["dag"] == group]
         key = Key(project.name, f"digest:{group}", day.isoformat(), "digest", "email")
         if box is not None and not box.intend(key, day, now):
             continue
@@ -82,6 +89,7 @@ def send_digests(
             items=items(project, mine, policy.language),
             counts=counts(project, mine, policy.language),
             notes=notes,
+            data=data_problems(data),
         )
         message = Message("email", ", ".join(addresses), text.body, text.subject, str(key))
         status, answer = deliver(channels.get("email"), message)
@@ -89,3 +97,13 @@ def send_digests(
             box.answer(key, status, answer, now)
         sent += status == "sent"
     return sent
+
+
+def data_problems(problems: pd.DataFrame) -> dict[str, Any]:
+    """The open data problems as the digest shows them: the report's overview, and the records
+    with errors (ids and counts only: e-mail is not a secure channel, and a field's name can
+    say what a participant answered about)."""
+    view = overview(problems, pd.DataFrame())
+    errors = problems[problems["severity"] == ERROR]
+    view["error_records_list"] = list(errors.groupby("record", sort=False).size().items())
+    return view

@@ -303,7 +303,10 @@ def remind(
             log("writeback.failed", reason=str(exc).splitlines()[0][:200])
             lines.append(f"{project.name}: tracking write-back failed, again next pass: {exc}")
     notes = notices(project, store.project_info(project.name), policy.language)
-    digests = send_digests(settings, project, None if dry_run else box, work, now, channels, notes)
+    problems = store.open_problems(project.name)
+    digests = send_digests(
+        settings, project, None if dry_run else box, work, now, channels, notes, problems
+    )
     if digests:
         lines.append(f"{project.name}: {digests} digest e-mail(s) sent")
     waiting = box.needing_a_person()

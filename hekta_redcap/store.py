@@ -166,8 +166,23 @@ def _v3(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE sync_state ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    """Values a person checked and found right (`hekta-redcap problems accept`): not listed
+    again while the value stays the one they checked (`digest`)."""
+    _script(
+        conn,
+        """
+        CREATE TABLE accepted (
+            project TEXT NOT NULL, record TEXT NOT NULL, event TEXT NOT NULL,
+            instance TEXT NOT NULL, field TEXT NOT NULL, rule TEXT NOT NULL,
+            digest TEXT NOT NULL, reason TEXT NOT NULL, by TEXT NOT NULL, at TEXT NOT NULL,
+            PRIMARY KEY (project, record, event, instance, field)) WITHOUT ROWID;
+        """,
+    )
+
+
 # In order; version N is reached by applying the first N. Append only.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
 
 
 # -- what readers and the sync engine exchange ------------------------------------------------
@@ -486,9 +501,10 @@ class Store:
 
     # -- validation ------------------------------------------------------------------------
 
-    def set_problems(self, project: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    def set_problems(self, project: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Replace the project's open problems with `rows` (the validation report's columns,
-        kept whole); a problem still open keeps the time it was first seen."""
+        kept whole); a problem still open keeps the time it was first seen. Returns each row's
+        first-seen time."""
         when = stamp(now())
         with self.transaction() as conn:
             seen = {
@@ -507,6 +523,38 @@ class Store:
                 data = orjson.dumps(dict(row), option=orjson.OPT_SERIALIZE_NUMPY, default=str)
                 out.append((project, position, *keys.values(), first, data.decode()))
             conn.executemany("INSERT INTO problem VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
+        return [row[-2] for row in out]
+
+    def accept(self, project: str, accepted: Iterable[tuple[Mapping[str, Any], str, str]]) -> None:
+        """Record, all at once, that open problems' values were checked and are right: each
+        as (problem, reason, by); see `_v4`."""
+        when = stamp(now())
+        rows = [
+            (
+                project,
+                *(_text(problem.get(k)) for k in ("record", "event", "instance", "field", "rule")),
+                _text(problem.get("digest")),
+                reason,
+                by,
+                when,
+            )
+            for problem, reason, by in accepted
+        ]
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO accepted VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+
+    def acceptances(self, project: str) -> dict[tuple[str, str, str, str], dict[str, str]]:
+        """(record, event, instance, field) -> digest, rule, reason, by and at of each value
+        accepted."""
+        found = self.conn.execute(
+            "SELECT record, event, instance, field, digest, rule, reason, by, at FROM accepted "
+            "WHERE project = ?",
+            (project,),
+        )
+        names = ("digest", "rule", "reason", "by", "at")
+        return {tuple(r[:4]): dict(zip(names, r[4:], strict=True)) for r in found}
 
     def open_problems(self, project: str) -> list[dict[str, Any]]:
         """The open problems as `set_problems` was given them, plus `first_seen`."""

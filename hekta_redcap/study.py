@@ -195,10 +195,10 @@ class Check(Node):
 
 
 class DataQuality(Node):
-    """Which validation rules run: `off` names rules a study switches off; `checks` are its own
-    cross-field rules."""
+    """Which validation rules run: `disabled` names rules a study switches off; `checks` are
+    its own cross-field rules."""
 
-    off: list[str] = []
+    disabled: list[str] = []
     checks: list[Check] = []
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hekta_redcap.config import Settings, token_variable
@@ -62,13 +64,15 @@ class Run:
 
 @dataclass
 class Result:
-    """A validated export: the typed frame (one row per export row) and the problem list
-    (`problems.PROBLEM_COLUMNS`)."""
+    """A validated export: the typed frame (one row per export row), the problem list
+    (`problems.PROBLEM_COLUMNS`), and the problems a person accepted earlier whose value is
+    still the one they checked (with `reason`, `by`, `at`)."""
 
     project: Project
     run: Run
     typed: pd.DataFrame
     problems: pd.DataFrame
+    accepted: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def count(self, severity: str) -> int:
         return int((self.problems["severity"] == severity).sum())
@@ -89,11 +93,14 @@ def validate_records(
     links: EntryLinks | None = None,
     today: dt.date | None = None,
     source: str = "export",
+    accepted: Mapping[tuple[str, str, str, str], Mapping[str, str]] | None = None,
 ) -> Result:
     """Validate a flat export of `project` (see the module docstring). `today` is the date
     that `today` bounds and logic mean (default: the day of the run); `links` makes each
-    problem link to the record's data entry page. Raises `HektaError` when the export does not
-    fit the definitions (unknown or absent columns, duplicate rows)."""
+    problem link to the record's data entry page; `accepted` (`Store.acceptances`) holds the
+    values people checked and found right. The study's `data_quality.disabled` rules do not run.
+    Raises `HektaError` when the export does not fit the definitions (unknown or absent
+    columns, duplicate rows)."""
     started = dt.datetime.now().replace(microsecond=0)
     today = today or started.date()
     layout = Layout(project, rows)
@@ -108,7 +115,10 @@ def validate_records(
     found = [failure_hits(layout, text, due, today)]
     typed = cast(layout, text)
     found += rules.all(typed)
-    problems = assemble(layout, pd.concat(found, ignore_index=True), links)
+    hits = pd.concat(found, ignore_index=True).astype({"row": "int64"})  # empty parts: object
+    off = set(project.study.data_quality.disabled)
+    hits = hits[~hits["rule"].isin(off) & ~((hits["rule"] == "check") & hits["detail"].isin(off))]
+    problems, kept = _accepted(assemble(layout, hits, links), accepted or {})
     run = Run(
         project.name,
         project.study.title,
@@ -118,7 +128,29 @@ def validate_records(
         len(layout.raw),
         layout.record.nunique(),
     )
-    return Result(project, run, typed, problems)
+    return Result(project, run, typed, problems, kept)
+
+
+def _accepted(
+    problems: pd.DataFrame, accepted: Mapping[tuple[str, str, str, str], Mapping[str, str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The problems still open, and those whose value a person accepted (unchanged since)."""
+    keys = zip(
+        *(problems[k].astype(str) for k in ("record", "event", "instance", "field")), strict=True
+    )
+    found = [accepted.get(key) for key in keys]
+    still = np.array(
+        [
+            a is not None and a["digest"] == d
+            for a, d in zip(found, problems["digest"], strict=True)
+        ],
+        dtype=bool,
+    )
+    details = pd.DataFrame(
+        [found[i] for i in np.flatnonzero(still)], columns=["reason", "by", "at"]
+    )
+    kept = pd.concat([problems[still].reset_index(drop=True), details], axis=1)
+    return problems[~still].reset_index(drop=True), kept
 
 
 def read_export(file: Path) -> pd.DataFrame:

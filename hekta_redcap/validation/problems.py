@@ -11,6 +11,7 @@ non-zero answer the skip rule hides is a skip violation, not also a hidden value
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from hekta_redcap.validation.layout import Layout, Spec
 from hekta_redcap.validation.reading import codes_of, validation_of
 from hekta_redcap.validation.schemas import exclusive_codes
 
+# The problem list's columns (problems.csv); the frame also carries `digest` (see `_digests`).
 PROBLEM_COLUMNS = (
     "record",
     "event",
@@ -128,6 +130,11 @@ RULES: dict[str, Rule] = {
             "{label}{when} is before {other_label}{other_when}: check both dates.",
         ),
     ),
+    "check": Rule(
+        ERROR,  # each check's own severity and message come from the study file
+        ("Studiens egne kontroller", "The study's own checks"),
+        ("{label}: {value}", "{label}: {value}"),
+    ),
     "blank": Rule(
         ADVISORY,
         ("Tomt felt", "Blank field"),
@@ -137,10 +144,10 @@ RULES: dict[str, Rule] = {
         ADVISORY,
         ("Uvanlig verdi", "Unusual value"),
         (
-            "{the_value} for {label} er langt fra gjennomsnittet {mean} "
-            "(mer enn 2 standardavvik): sjekk at den er riktig.",
-            "{the_value} for {label} is far from the mean {mean} "
-            "(more than 2 standard deviations): check that it is right.",
+            "{the_value} for {label} skiller seg klart fra de andre svarene (median {mean}): "
+            "sjekk at den er riktig.",
+            "{the_value} for {label} stands far from the other answers (median {mean}): "
+            "check that it is right.",
         ),
     ),
 }
@@ -203,7 +210,7 @@ def assemble(layout: Layout, hits: pd.DataFrame, links: EntryLinks | None) -> pd
     """The problem list from the rules' hits: one per cell, sorted by data access group,
     record, event, instance and field. Messages and links are made once per distinct text."""
     if hits.empty:
-        return pd.DataFrame(columns=PROBLEM_COLUMNS)
+        return pd.DataFrame(columns=[*PROBLEM_COLUMNS, "digest"])
     rank = {rule: i for i, rule in enumerate(RULES)}
     hits = hits.assign(rank=hits["rule"].map(rank)).reset_index(drop=True)
     best = hits.groupby(["row", "field"])["rank"].transform("min")
@@ -237,13 +244,34 @@ def assemble(layout: Layout, hits: pd.DataFrame, links: EntryLinks | None) -> pd
     )
     identifier = np.array([s.field.identifier for s in hits["spec"]], dtype=bool)
     problems = hits.assign(
+        digest=_digests(layout, hits),
         value=np.where(identifier, "", hits["value"]),
-        severity=hits["rule"].map({rule: r.severity for rule, r in RULES.items()}),
+        severity=_severities(layout, hits),
         message_nb=texts[0],
         message_en=texts[1],
         link=url[0] if url is not None else "",
     )
-    return problems[list(PROBLEM_COLUMNS)].reset_index(drop=True)
+    return problems[[*PROBLEM_COLUMNS, "digest"]].reset_index(drop=True)
+
+
+def _digests(layout: Layout, hits: pd.DataFrame) -> np.ndarray:
+    """A digest of each problem's stored answer (every column of its field), so that a value
+    a person accepted is known again, and a changed one is not, without keeping the value."""
+    out = np.empty(len(hits), dtype=object)
+    for name, at in hits.groupby("field", sort=False).indices.items():
+        columns = [s.column for s in layout.fields[name]]
+        cells = layout.raw[columns].iloc[hits["row"].to_numpy()[at]]
+        joined = cells.agg("\x1f".join, axis=1)
+        out[at] = [hashlib.sha256(f"{name}\x1e{v}".encode()).hexdigest()[:32] for v in joined]
+    return out
+
+
+def _severities(layout: Layout, hits: pd.DataFrame) -> pd.Series:
+    """Each hit's severity: its rule's, or for the study's checks the check's own."""
+    severity = hits["rule"].map({rule: r.severity for rule, r in RULES.items()})
+    own = {c.name: c.severity for c in layout.study.data_quality.checks}
+    checks = hits["rule"] == "check"
+    return severity.mask(checks, hits["detail"].map(own))
 
 
 def _once(
@@ -331,6 +359,11 @@ class Message:
                 fill["reason"] = self.reason(hit.detail, i, words)
             case "outlier":
                 fill["mean"] = hit.other
+            case "check":
+                check = next(
+                    c for c in self.layout.study.data_quality.checks if c.name == hit.detail
+                )
+                return (check.message.get(LANGS[i]) or check.name).format_map(fill)
         return RULES[hit.rule].message[i].format_map(fill)
 
     @staticmethod

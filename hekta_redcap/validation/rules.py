@@ -6,24 +6,28 @@ fields, (C) wrong type, (D) out of range, (E) outliers, (F) hidden fields holdin
 holding missing data codes. B, C, D and G are the pandera schemas' (`schemas`); the rest are here,
 with branching logic and calculations evaluated by the vectorised REDCap logic evaluator.
 
-Conventions where REDCap says nothing:
+A and E are narrowed to what can be wrong (a nurse who meets a thousand notes reads none):
 
 * A field is checked only on rows that hold its form (instrument-event mapping, repeat rows of
   their own form only). A form never started (status blank or 0 and no value) is not checked
   for blanks; neither are fields a person does not enter (calculations, @HIDDEN, @READONLY).
-* A lists blanks in fields that are not required; a required one is B's, listed once.
+* A lists a blank only where an answer is expected: a scale item (its absence changes a score)
+  or a field the definitions mark `expected: true`; optional comments, alternatives and fields
+  left blank on purpose are not. A required field is B's, listed once.
 * A missing data code is an answer: it is neither blank nor a wrong value, and is listed (I).
-* E flags values more than 2 sample standard deviations from the field's mean over every row
-  that holds its form (all events), as REDCap does; it needs 3 values and some spread.
+* E runs only where a field asks for it (`outlier:`), by a robust rule (median and median
+  absolute deviation, or quartiles) over every row that holds its form, once it has enough
+  values; a declared range is D's.
 * H compares numerically with a tolerance of 1e-6 (absolute and relative): REDCap stores
   calculations at a precision of its own. A blank result and a stored value (or the reverse)
   differ.
 * F does not apply to calculations, which REDCap keeps computing whatever branching says.
 
 The study's rules: dates in order (the study file's `date_order`, read with invalid dates and
-missing data codes as blank, so that each wrong date is listed once, as a wrong type), and
-skip-rule violations: a non-zero answer to an item that a scoring block's `structural_zeros`
-says the skip rule hides.
+missing data codes as blank, so that each wrong date is listed once, as a wrong type),
+skip-rule violations (a non-zero answer to an item that a scoring block's `structural_zeros`
+says the skip rule hides), and the study's own cross-field checks (`data_quality.checks`, REDCap
+logic over the rows of the field's form that were started).
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ from hekta_redcap.validation.layout import Layout, Spec
 from hekta_redcap.validation.schemas import HIT_COLUMNS, entered
 
 TOLERANCE = 1e-6
-OUTLIER_SD = 2.0
+THRESHOLDS = {"mad": 3.5, "iqr": 3.0}  # Iglewicz and Hoaglin's cut-off; Tukey's "far out"
+MAD_SCALE = 0.6745  # the modified z-score's constant: the MAD of a normal distribution in SDs
+MEAN_AD_SCALE = 1.253314  # when half the values are the median (MAD 0): the mean AD's in SDs
 
 
 def hits(
@@ -89,6 +95,7 @@ class Rules:
             *self.outliers(typed),
             *self.date_order(typed),
             *self.skip_violations(),
+            *self.checks(),
         ]
 
     # -- what each field's rows look like ---------------------------------------------------
@@ -144,12 +151,21 @@ class Rules:
 
     # -- REDCap's rules ---------------------------------------------------------------------
 
+    @cached_property
+    def expected(self) -> set[str]:
+        """The fields whose blank is worth a note: scale items and `expected: true`."""
+        names = {f.name for spec in self.fields for f in [spec.field] if f.expected}
+        for instrument in self.layout.project.instruments.values():
+            for score in instrument.scoring.scores if instrument.scoring else []:
+                names.update(score.items)
+        return names
+
     def blanks(self) -> list[pd.DataFrame]:
-        """A: blank, not required, shown, on a started form."""
+        """A: blank where an answer is expected, not required, shown, on a started form."""
         return [
             hits("blank", self.due(spec) & ~self.has_value(spec), spec)
             for spec in self.fields
-            if entered(spec) and not spec.field.required
+            if spec.field.name in self.expected and entered(spec) and not spec.field.required
         ]
 
     def hidden_values(self) -> list[pd.DataFrame]:
@@ -191,23 +207,22 @@ class Rules:
         return found
 
     def outliers(self, typed: pd.DataFrame) -> list[pd.DataFrame]:
-        """E: numeric values more than 2 SD from the field's mean (advisory)."""
+        """E: where a field asks for it, values far from its other values (advisory); the
+        median of the values compared goes with the note."""
         found = []
         for spec in self.fields:
-            column = typed.get(spec.field.name)
-            if column is None or column.dtype.kind not in "iuf":
+            rule, column = spec.field.outlier, typed.get(spec.field.name)
+            if rule is None or column is None or column.dtype.kind not in "iuf":
                 continue
             numbers = column.astype("Float64").where(self.layout.applies(spec.form))
             numbers = pd.Series(numbers.to_numpy(dtype=float, na_value=np.nan), self.raw.index)
-            if numbers.count() < 3:
-                continue
-            mean, sd = numbers.mean(), numbers.std()
-            if not sd > 0:
-                continue
-            mask = (numbers - mean).abs() > OUTLIER_SD * sd
-            found.append(
-                hits("outlier", mask, spec, self.raw[spec.field.name], other=f"{mean:.4g}")
-            )
+            groups = self.raw[rule.by] if rule.by else pd.Series("", index=self.raw.index)
+            for _, values in numbers.groupby(groups, sort=False):
+                mask, middle = _far(values.dropna(), rule.method, rule.threshold, rule.min_values)
+                if mask.any():
+                    flagged = mask.reindex(self.raw.index, fill_value=False)
+                    value = self.raw[spec.field.name]
+                    found.append(hits("outlier", flagged, spec, value, other=f"{middle:.4g}"))
         return found
 
     # -- the study's rules ------------------------------------------------------------------
@@ -267,3 +282,41 @@ class Rules:
                     mask = hidden & ~value.isin(["", "0"]) & ~self.coded_rows(spec)
                     found.append(hits("skip-violation", mask, spec, value, detail=when))
         return found
+
+    def checks(self) -> list[pd.DataFrame]:
+        """The study's cross-field checks: a started row of the field's form where `when`
+        holds (reported with the check's name as detail)."""
+        layout, found = self.layout, []
+        for check in layout.study.data_quality.checks:
+            spec = layout.field_spec(check.field)
+            rows = layout.applies(spec.form) & layout.started(spec.form)
+            result = layout.evaluate(spec.form, check.when, rows, today=self.today)
+            mask = truth(result).reindex(self.raw.index, fill_value=False)
+            value = self.value(spec)
+            found.append(hits("check", mask, spec, value, detail=check.name))
+        return found
+
+
+def _far(
+    values: pd.Series, method: str, threshold: float | None, min_values: int
+) -> tuple[pd.Series, float]:
+    """Which values lie far from the rest by `method` (see `instruments.Outlier`), and the
+    median they are compared with; nothing is far among fewer than `min_values` values or
+    values that do not spread."""
+    none = pd.Series(False, index=values.index)
+    if len(values) < min_values:
+        return none, float("nan")
+    limit = THRESHOLDS[method] if threshold is None else threshold
+    median = float(values.median())
+    if method == "iqr":
+        low, high = values.quantile([0.25, 0.75])
+        spread = high - low
+        if not spread > 0:
+            return none, median
+        return (values < low - limit * spread) | (values > high + limit * spread), median
+    deviation = (values - median).abs()
+    mad = float(deviation.median())
+    scale = mad / MAD_SCALE if mad > 0 else MEAN_AD_SCALE * float(deviation.mean())
+    if not scale > 0:
+        return none, median
+    return deviation / scale > limit, median
