@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hekta_redcap.errors import DefinitionError
-from hekta_redcap.fieldtypes import PATTERNS, parse_bound
+from hekta_redcap.fieldtypes import canonical_validation, is_piped, parse_bound, pattern_of
 from hekta_redcap.validation.layout import DAG, EVENT, INSTANCE, REPEAT, Layout, Spec
 
 _FORMATS = {
@@ -35,12 +35,14 @@ _BIG = 2**53  # beyond this an integer has no exact float, so it cannot be check
 
 
 def validation_of(spec: Spec) -> str | None:
-    """The validation a column's text must pass: calc values are numbers, sliders integers."""
+    """The validation a column's text must pass: calc values are numbers, sliders integers;
+    the old names (`int`, `date`) as the types REDCap reads them as."""
     if spec.field.type == "calc":
         return "number"
     if spec.field.type == "slider":
         return "integer"
-    return spec.field.validation if spec.field.type == "text" else None
+    validation = spec.field.validation if spec.field.type == "text" else None
+    return canonical_validation(validation) if validation else None
 
 
 def codes_of(spec: Spec) -> list[str] | None:
@@ -91,8 +93,8 @@ def convert(spec: Spec, text: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def _parse(validation: str, text: pd.Series) -> tuple[pd.Series, pd.Series]:
     """`convert` for distinct, non-blank texts of a validated text field."""
-    pattern = PATTERNS.get(validation)
-    valid = text.str.fullmatch(pattern).astype(bool) if pattern else text.notna()
+    pattern = pattern_of(validation)
+    valid = text.str.fullmatch(pattern.pattern).astype(bool) if pattern else text.notna()
     candidate = text.where(valid)
     family = _family(validation)
     if family in _FORMATS:
@@ -122,7 +124,7 @@ def bounds(spec: Spec, today: dt.date) -> tuple[object, object]:
     limits = []
     for key in ("min", "max"):
         text = getattr(spec.field, key)
-        if not text:
+        if not text or is_piped(text):  # a piped bound is known per record only
             limits.append(None)
             continue
         try:
