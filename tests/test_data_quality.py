@@ -19,6 +19,8 @@ from conftest import LIBRARY, edit
 
 from hekta_redcap.cli import cli
 from hekta_redcap.config import Settings
+from hekta_redcap.daemon import status
+from hekta_redcap.digest import data_problems
 from hekta_redcap.store import Store
 from hekta_redcap.study import Project, load_project
 from hekta_redcap.validation import validate_records, write_report
@@ -278,3 +280,26 @@ def test_a_large_report_is_split_per_data_access_group(tmp_path: Path) -> None:
     sizes = [(tmp_path / p).stat().st_size for p in pages]
     assert max(sizes) < 400_000, sizes
     assert sum((tmp_path / p).read_text("utf-8").count("<td><code>phq9_") for p in pages) == 798
+
+
+def test_status_and_the_digest_summarise_as_the_report_does(tmp_path: Path) -> None:
+    settings = Settings({"HEKTA_STORE": str(tmp_path / "store.sqlite3")})
+    rows = export(
+        job("1", 1, job_pay="", job_pay_unit=""),
+        job("2", 1, job_end_date=""),
+        job("3", 1, job_end_date="", redcap_data_access_group="oslo"),
+    )
+    found = validate_records(PROJECT, rows).problems
+    with Store.open(settings) as store:
+        store.set_problems("hekta", found.to_dict("records"))
+        problems = store.open_problems("hekta")
+    today = str(problems[0]["first_seen"])[:10]
+    line = status(settings, "hekta", definitions=PROJECT).render("hekta")
+    assert (
+        f"  open data problems: 2 error(s) in 2 record(s), oldest open since {today} (record 2, "
+        "job_end_date); 1 advisory note(s) (blank 1)"
+    ) in line
+    everyone = data_problems(pd.DataFrame(problems))
+    assert everyone["error_records_list"] == [("2", 1), ("3", 1)]
+    oslo = data_problems(pd.DataFrame([p for p in problems if p["dag"] == "oslo"]))
+    assert (oslo["errors"], oslo["advisories"], oslo["error_records_list"]) == (1, 0, [("3", 1)])
