@@ -218,7 +218,12 @@ def import_dictionary(file: Path, output: Path, project: str | None = None) -> I
     findings = check_rows(read.rows)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
-        raise ImportRefused(f"not imported: REDCap would refuse {file}", findings)
+        hint = (
+            " (one instrument without a record-id field? add it with --instrument)"
+            if any(f.rule == "record-id" for f in errors)
+            else ""
+        )
+        raise ImportRefused(f"not imported: REDCap would refuse {file}{hint}", findings)
     name = project or project_name(file)
     study, forms = rows_to_definitions(read.rows, name, f"Imported from {file.name}")
     targets = [output / STUDIES_DIR / f"{name}.yaml"] + [

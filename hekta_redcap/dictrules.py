@@ -287,7 +287,7 @@ def _validation_refusals(row: DictRow) -> Iterator[Refusal]:
                 f"field '{name}': unknown validation type '{validation}'",
             )
             return
-    elif OTHER_VALIDATIONS.get(ftype) != validation:
+    elif validation not in OTHER_VALIDATIONS.get(ftype, ()):
         yield _refuse(
             row,
             "validation",

@@ -94,9 +94,14 @@ LEGACY_VALIDATIONS = {
     "int": "integer",
     "float": "number",
 }
-# Validations of other field types: a file field's signature pad, a dropdown's search box, and
-# a slider's "show the number".
-OTHER_VALIDATIONS = {"file": "signature", "dropdown": "autocomplete", "slider": "number"}
+# Validations of other field types: a file field's signature pad, a dropdown's (or an sql
+# field's) search box, and a slider's "show the number".
+OTHER_VALIDATIONS = {
+    "file": frozenset({"signature"}),
+    "dropdown": frozenset({"autocomplete"}),
+    "sql": frozenset({"autocomplete"}),
+    "slider": frozenset({"number"}),
+}
 VALIDATION_TYPES = (
     frozenset(PATTERNS) | frozenset(LEGACY_VALIDATIONS) | {"signature", "autocomplete"}
 )

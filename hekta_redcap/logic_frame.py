@@ -20,10 +20,10 @@ How it stays exact:
   result comes from Python's own libm, decimal or string routines (`^`, `round`, `roundup`,
   `rounddown`, `exponential`, `log`, `stdev`, `year`/`month`/`day` and the text functions
   `isinteger`, `contains`, `not_contain`, `starts_with`, `ends_with`, `find`, `length`, `left`,
-  `right`, `mid`, `upper`, `lower`, `trim`, `concat`, `concat_ws`, `replace_text`) call `logic.py`'s own
-  implementation once per DISTINCT argument tuple: numpy's SIMD exp/log/pow can differ from
-  `math` in the last bit, and stored REDCap values repeat heavily, so this is both exact and
-  fast. With all-distinct arguments (free text) it degrades to one call per row.
+  `right`, `mid`, `upper`, `lower`, `trim`, `concat`, `concat_ws`, `replace_text`) call
+  `logic.py`'s own implementation once per DISTINCT argument tuple: numpy's SIMD exp/log/pow
+  can differ from `math` in the last bit, and stored REDCap values repeat heavily, so this is
+  both exact and fast. With all-distinct arguments (free text) it degrades to one call per row.
 * Unlike the scalar evaluator, both branches of an `if` and every operand of `and`/`or` are
   evaluated when some rows need them, so `resolve` sees their references; results are the same
   because evaluating never has side effects.
