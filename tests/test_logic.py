@@ -367,3 +367,33 @@ def test_now_is_pinned_by_a_datetime() -> None:
 )
 def test_is_true(value: object, truth: bool) -> None:
     assert is_true(value) is truth
+
+
+SMART_LOGIC = [
+    ("[user-dag-name] = 'oslo'", Ref(None, smart="user-dag-name")),
+    ("[record-dag-name] <> ''", Ref(None, smart="record-dag-name")),
+    ("[project-id] > 0", Ref(None, smart="project-id")),
+    ("[survey-date-completed:baseline] <> ''", Ref(None, smart="survey-date-completed:baseline")),
+    ("[aggregate-mean:age] > 40", Ref(None, smart="aggregate-mean:age")),
+    ("[previous-event-name][weight] > 2", Ref("weight", event="previous-event-name")),
+    ("[w][last-instance] > 1", Ref("w", instance="last-instance")),
+    ("[cb(LA4489-6)] = '1'", Ref("cb", code="LA4489-6")),
+    ("[cb(-99):checked] = '1'", Ref("cb", code="-99", modifier="checked")),
+    ("[visit:ampm] <> ''", Ref("visit", modifier="ampm")),
+]
+
+
+@pytest.mark.parametrize(("text", "ref"), SMART_LOGIC)
+def test_smart_variables_checkbox_codes_and_modifiers(text: str, ref: Ref) -> None:
+    assert references(parse(text)) == [ref]
+
+
+def test_concat_ws_skips_blanks() -> None:
+    values = {"a": "x", "b": "", "c": "z"}
+    tree = parse("concat_ws(', ', [a], [b], [c])")
+    assert evaluate(tree, lambda ref: values[ref.field or ""]) == "x, z"
+
+
+def test_an_unknown_smart_variable_is_still_an_error() -> None:
+    with pytest.raises(LogicError, match=r"unknown smart variable \[user-dag-nme\]"):
+        parse("[user-dag-nme] = 'x'")
