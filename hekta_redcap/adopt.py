@@ -314,6 +314,10 @@ def import_instrument(
             f"its record-id field '{rows[0].field_name}' is the project's own: left out"
         )
         rows = rows[1:]
+        if not rows:
+            raise DefinitionError(
+                "the instrument has no fields but the record id", read.rows[0].origin
+            )
     target = form or names[0]
     if target in loaded.forms:
         raise DefinitionError(
@@ -425,5 +429,8 @@ def dump_yaml(data: object) -> str:
 
 
 def write_yaml(file: Path, data: object) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(dump_yaml(data), encoding="utf-8")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(dump_yaml(data), encoding="utf-8")
+    except OSError as exc:
+        raise HektaError(f"cannot write: {exc.strerror or exc}", Origin(file)) from None
