@@ -11,14 +11,18 @@ import io
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 from click.testing import CliRunner
 from sandbox_support import Handle, seed_project
 
 from hekta_redcap.cli import cli
+from hekta_redcap.fieldtypes import checkbox_column
 from hekta_redcap.lint import lint_all
 from hekta_redcap.sandbox.server import SandboxServer
+from hekta_redcap.study import Project, load_project
+from hekta_redcap.validation import validate_records
 
 CORPUS = Path(__file__).parent / "fixtures" / "dictionaries"
 _spec = importlib.util.spec_from_file_location("corpus_build", CORPUS / "build.py")
@@ -213,3 +217,43 @@ def test_instrument_clashing_with_the_project_is_refused(library: Path) -> None:
         "form 'ips25' is already in project 'ips_fidelity' (give another name with --form)"
         in result.output
     )
+
+
+def _export(project: Project, form: str, *values: dict[str, str]) -> pd.DataFrame:
+    """A flat export of one classic form: every column blank but `values`."""
+    names = [c for _, f in project.fields() for c in _columns(project, f.name)]
+    blank = dict.fromkeys(names, "") | {f"{form}_complete": "2"}
+    return pd.DataFrame([blank | v for v in values], dtype=object)
+
+
+def _columns(project: Project, name: str) -> list[str]:
+    instrument, field = project.field_map()[name]
+    if field.type == "checkbox":
+        return [checkbox_column(name, c.code) for c in instrument.choices_of(field)]
+    return [] if field.type == "descriptive" else [name]
+
+
+def test_adopted_validation_types_and_exact_choices_reach_the_validator(tmp_path: Path) -> None:
+    definitions = imported(CORPUS / "06_validation_types.csv", tmp_path / "v")
+    project = load_project("x", definitions)
+    good = {"rec_id": "1", "v_time_mm_ss": "05:30", "v_int": "3", "v_phone_uk": "020 7946 0958"}
+    bad = {"rec_id": "2", "v_time_mm_ss": "61:00", "v_int": "3.5", "v_phone_uk": "12345"}
+    bad |= {"v_number_1dp_comma_decimal": "7.5", "v_date": "2000-01-01", "v_mrn_10d": "12"}
+    problems = validate_records(project, _export(project, "validated", good, bad)).problems
+    assert sorted(zip(problems["record"], problems["field"], problems["rule"], strict=True)) == [
+        ("2", "v_date", "range"),
+        ("2", "v_int", "type"),
+        ("2", "v_mrn_10d", "type"),
+        ("2", "v_number_1dp_comma_decimal", "type"),
+        ("2", "v_phone_uk", "type"),
+        ("2", "v_time_mm_ss", "type"),
+    ]
+    definitions = imported(CORPUS / "12_whitespace_odd.csv", tmp_path / "o")
+    project = load_project("x", definitions)
+    rows = [{"id": "1", "tight": "2", "loose": "3"}, {"id": "2", "tight": "3", "loose": " 1 "}]
+    rows = [row | {"calc_lines": "0"} for row in rows]
+    problems = validate_records(project, _export(project, "odd", *rows)).problems
+    assert sorted(zip(problems["record"], problems["field"], problems["rule"], strict=True)) == [
+        ("2", "loose", "choice"),
+        ("2", "tight", "choice"),
+    ]
