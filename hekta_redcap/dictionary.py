@@ -98,12 +98,14 @@ _OLD_NAMES = {
 REQUIRED_COLUMNS = ("field_name", "form_name", "field_type")
 
 
-def _header_key(name: str) -> str:
-    return re.sub(r"\s+", " ", name.strip().lstrip("\ufeff")).lower()
+def header_key(name: str) -> str:
+    """A header cell as compared: letters and digits only, lower case, so that spacing,
+    punctuation and case variants (`Variable/Field Name`, `FIELD_NAME`) match."""
+    return re.sub(r"[\W_]+", "", name).lower()
 
 
 HEADER_NAMES: dict[str, str] = {
-    _header_key(name): column
+    header_key(name): column
     for column, page, old in zip(
         COLUMNS, CSV_HEADER, (_OLD_NAMES.get(c, ()) for c in COLUMNS), strict=True
     )
@@ -244,7 +246,7 @@ def _split_header(text: str) -> tuple[list[str], str]:
         if header is None:
             return [], ","
         first = first if first is not None else header
-        if {HEADER_NAMES.get(_header_key(h)) for h in header} >= set(REQUIRED_COLUMNS):
+        if {HEADER_NAMES.get(header_key(h)) for h in header} >= set(REQUIRED_COLUMNS):
             return header, delimiter
     return first or [], ","
 
@@ -280,7 +282,7 @@ def _columns(header: list[str], file: Path) -> list[str | None]:
     origin = Origin(file, 1)
     columns: list[str | None] = []
     for i, name in enumerate(header):
-        column = HEADER_NAMES.get(_header_key(name))
+        column = HEADER_NAMES.get(header_key(name))
         if column is None and not name.strip() and not any(h.strip() for h in header[i:]):
             columns.append(None)
             continue

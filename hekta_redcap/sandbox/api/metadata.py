@@ -6,11 +6,16 @@ problem is reported in one 400 (REDCap's way), before anything is written.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-from hekta_redcap.dictionary import HEADER_NAMES, REQUIRED_COLUMNS, DictRow, parse_dictionary
+from hekta_redcap.dictionary import (
+    HEADER_NAMES,
+    REQUIRED_COLUMNS,
+    DictRow,
+    header_key,
+    parse_dictionary,
+)
 from hekta_redcap.dictrules import redcap_refusals
 from hekta_redcap.errors import DefinitionError
 from hekta_redcap.sandbox.endpoints import Call, endpoint
@@ -109,17 +114,13 @@ def dictionary_rows(call: Call) -> list[dict[str, str]]:
 
 
 def _dictionary_row(row: dict[str, Any]) -> dict[str, str]:
-    named = {HEADER_NAMES.get(_key(key), str(key)): _text(v) for key, v in row.items()}
+    named = {HEADER_NAMES.get(header_key(str(key)), str(key)): _text(v) for key, v in row.items()}
     if unknown := [key for key in named if key not in METADATA_COLUMNS]:
         raise ApiError(BAD_COLUMNS.format(", ".join(unknown)))
     cells = {column: named.get(column, "") for column in METADATA_COLUMNS}
     for column in REQUIRED_COLUMNS:
         cells[column] = cells[column].strip()
     return cells
-
-
-def _key(name: Any) -> str:
-    return re.sub(r"\s+", " ", str(name).strip()).lower()
 
 
 def _text(value: Any) -> str:
