@@ -49,7 +49,12 @@ Severity = Literal["error", "warning"]
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 MAX_NAME = 100
 STATS_NAME = 26  # Stata/SPSS-friendly length, as REDCap recommends
-RESERVED_NAMES = frozenset({"event_id", "hidden_edit_flag", "instance"})
+# Names REDCap gives its own columns and form variables.
+RESERVED_NAMES = frozenset(
+    """event_id hidden_edit_flag instance redcap_event_name redcap_repeat_instrument
+    redcap_repeat_instance redcap_data_access_group redcap_survey_identifier
+    redcap_csrf_token""".split()
+)
 MATRIX_NAME = re.compile(r"[a-z0-9_]+")
 ALIGNMENTS = frozenset({"", "RV", "RH", "LV", "LH"})
 FLAGS = ("identifier", "required_field", "matrix_ranking")
@@ -199,11 +204,7 @@ def _row_refusals(row: DictRow, forms: set[str]) -> Iterator[Refusal]:
             f"field name '{name}' must match ^[a-z][a-z0-9_]*$ (lowercase letters, digits and "
             f"underscores, starting with a letter) and have at most {MAX_NAME} characters",
         )
-    elif (
-        name in RESERVED_NAMES
-        or name.startswith("redcap_")
-        or name.removesuffix("_complete") in forms - {name}
-    ):
+    elif name in RESERVED_NAMES or name.removesuffix("_complete") in forms - {name}:
         yield _refuse(row, "field-name", name, f"field name '{name}' is reserved by REDCap")
     if not row.form_name:
         yield _refuse(row, "no-form", name, f"field '{name}' has no form name")
@@ -409,6 +410,13 @@ def _names(report: Report, ctx: DictionaryContext) -> None:
                 "field-name",
                 f"field name '{name}' ends in or doubles '_' (confusable with checkbox columns)",
                 row.origin,
+            )
+        if name.startswith("redcap_") and name not in RESERVED_NAMES:
+            report.project_error(
+                "field-name",
+                f"field name '{name}' is reserved by REDCap's prefix redcap_ for its own columns",
+                row.origin,
+                advisory,
             )
         if name.endswith(("_complete", "_timestamp")) and not name.startswith("redcap_"):
             form = name.rsplit("_", 1)[0]

@@ -221,6 +221,8 @@ def parse_bound(validation: str, value: str, today: dt.date | None = None) -> ob
         return today
     if word in ("today", "now") and parse is _datetime:
         return dt.datetime.combine(today, dt.time())
+    if word == "now" and parse is dt.time.fromisoformat:
+        return dt.datetime.now().time().replace(microsecond=0)
     try:
         if parse in (int, float, _comma_number):
             number = float(value.strip().replace(",", "."))
