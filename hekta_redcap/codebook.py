@@ -277,6 +277,7 @@ _TYPES: dict[str, tuple[str, str]] = {
     "notes": ("fritekst (notat)", "notes (free text)"),
     "radio": ("valg", "choice"),
     "dropdown": ("valg (nedtrekksliste)", "choice (dropdown)"),
+    "sql": ("valg (fra en SQL-spørring i REDCap)", "choice (from an SQL query in REDCap)"),
     "checkbox": ("avkrysning (flere valg; kolonne per valg)", "checkbox (one column per option)"),
     "yesno": ("ja/nei", "yes-no"),
     "truefalse": ("sant/usant", "true-false"),

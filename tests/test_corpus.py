@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from sandbox_support import Handle, seed_project
 
 from hekta_redcap.cli import cli
+from hekta_redcap.codebook import build_codebook
 from hekta_redcap.fieldtypes import checkbox_column
 from hekta_redcap.lint import lint_all
 from hekta_redcap.sandbox.server import SandboxServer
@@ -257,3 +258,11 @@ def test_adopted_validation_types_and_exact_choices_reach_the_validator(tmp_path
         ("2", "loose", "choice"),
         ("2", "tight", "choice"),
     ]
+
+
+def test_the_codebook_of_an_adopted_dictionary_with_sql_fields(tmp_path: Path) -> None:
+    project = load_project("x", imported(CORPUS / "08_sql_ontology.csv", tmp_path))
+    codebook = build_codebook(project, [{"record": "1"}], "en")
+    types = {v.name: v.type for section in codebook.sections for v in section.variables}
+    assert types["site"] == "choice (from an SQL query in REDCap)"
+    assert types["diagnosis"] == "text"
