@@ -128,7 +128,35 @@ def form_spec(form: str, rows: list[DictRow], source: str) -> dict[str, object]:
         "fields": [row_to_field(row) for row in rows],
     }
     _exact(spec, rows)
+    _share_choices(spec)
     return spec
+
+
+def _share_choices(spec: dict[str, Any]) -> None:
+    """Choice lists that several fields of the form repeat become one named choice set (named
+    after its matrix group, or its first field), so a scale is written once."""
+    users: dict[str, list[dict[str, Any]]] = {}
+    for fspec in spec["fields"]:
+        if isinstance(fspec.get("choices"), list):
+            key = repr([(c["code"], c["label"]) for c in fspec["choices"]])
+            users.setdefault(key, []).append(fspec)
+    sets: dict[str, list[dict[str, str]]] = {}
+    for fields in users.values():
+        if len(fields) < 2:
+            continue
+        groups = {f.get("matrix") for f in fields}
+        base = groups.pop() if len(groups) == 1 and None not in groups else fields[0]["name"]
+        name, n = f"{base}_choices", 1
+        while name in sets:
+            n += 1
+            name = f"{base}_choices_{n}"
+        sets[name] = fields[0]["choices"]
+        for fspec in fields:
+            fspec["choices"] = name
+    if sets:
+        fields = spec.pop("fields")
+        spec["choice_sets"] = sets
+        spec["fields"] = fields
 
 
 def _exact(spec: dict[str, Any], rows: list[DictRow]) -> None:

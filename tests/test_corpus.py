@@ -266,3 +266,10 @@ def test_the_codebook_of_an_adopted_dictionary_with_sql_fields(tmp_path: Path) -
     types = {v.name: v.type for section in codebook.sections for v in section.variables}
     assert types["site"] == "choice (from an SQL query in REDCap)"
     assert types["diagnosis"] == "text"
+
+
+def test_a_scale_several_fields_share_is_written_once(tmp_path: Path) -> None:
+    definitions = imported(CORPUS / "02_klinik_aufnahme_de.csv", tmp_path)
+    text = (definitions / "forms" / "beschwerden.yaml").read_text(encoding="utf-8")
+    assert text.count("label: selten}") == 1
+    assert text.count("choices: beschwerden_choices") == 3
