@@ -24,10 +24,10 @@ from pathlib import Path
 import pandas as pd
 import pyreadstat
 
-from hekta_redcap.cohort import generate
-from hekta_redcap.export import FORMATS, SHAPES, Table, build_tables, statistics_frame
-from hekta_redcap.export import write_tables as export_tables
-from hekta_redcap.study import load_project
+from hekta_redcap.analysis.export import FORMATS, SHAPES, Table, build_tables, statistics_frame
+from hekta_redcap.analysis.export import write_tables as export_tables
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.cohort import generate
 
 TODAY = dt.date(2026, 6, 1)
 

@@ -16,9 +16,9 @@ import time
 
 import pandas as pd
 
-from hekta_redcap import logic
-from hekta_redcap.logic_frame import evaluate_frame, truth
-from hekta_redcap.study import load_project
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.redcap import logic
+from hekta_redcap.redcap.logic_frame import evaluate_frame, truth
 
 
 def frame_for(expressions: list[str], rows: int, rng: random.Random) -> pd.DataFrame:

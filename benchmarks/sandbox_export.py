@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redcap
 
-from hekta_redcap.sandbox.models import (
+from hekta_redcap.devtools.sandbox.models import (
     METADATA_COLUMNS,
     DataRow,
     add_user,
@@ -26,7 +26,7 @@ from hekta_redcap.sandbox.models import (
     creator_rights,
     new_token,
 )
-from hekta_redcap.sandbox.server import SandboxServer, running
+from hekta_redcap.devtools.sandbox.server import SandboxServer, running
 
 FORMS = 5
 FIELDS_PER_FORM = 30

@@ -1,7 +1,8 @@
 """Benchmark: how fast `hekta-redcap` starts, and `hekta-redcap sync` against a bare PyCap export.
 
-Creates the hekta project on the local REDCap-compatible server and loads a synthetic cohort
-(`hekta_redcap.cohort`, 12,000 participants by default), then serves it from a process of its own
+Creates the hekta project on the local REDCap-compatible server, loads a synthetic cohort
+(`hekta_redcap.devtools.cohort`, 12,000 participants by default) and serves it from a
+process of its own
 on 127.0.0.1, as a REDCap server is, and times real commands, each in its own process as a user
 runs them (median of `--runs`):
 
@@ -36,12 +37,12 @@ from pathlib import Path
 
 import redcap
 
-from hekta_redcap.cohort import generate
-from hekta_redcap.config import Settings
-from hekta_redcap.sandbox.provision import SANDBOX_ENV, provision
-from hekta_redcap.sandbox.server import running
-from hekta_redcap.study import load_project
-from hekta_redcap.sync import EXPORT
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data.sync import EXPORT
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.cohort import generate
+from hekta_redcap.devtools.provision import SANDBOX_ENV, provision
+from hekta_redcap.devtools.sandbox.server import running
 
 COMMAND = str(Path(sys.executable).with_name("hekta-redcap"))
 # The floor's process: PyCap alone, the URL and token from the environment (not the command line).

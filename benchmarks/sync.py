@@ -1,6 +1,6 @@
 """Benchmark: sync the trial's project with 10,000 participants x 3 events into the local store.
 
-Loads a synthetic cohort (`hekta_redcap.cohort`) into the hekta project on the local
+Loads a synthetic cohort (`hekta_redcap.devtools.cohort`) into the hekta project on the local
 REDCap-compatible server, run in its own process as a REDCap server is, then prints:
 
 - the floor: PyCap's `export_records` of the same rows alone (one call, the sync's options);
@@ -34,13 +34,13 @@ from typing import Any
 
 import redcap
 
-from hekta_redcap import sync
-from hekta_redcap.cohort import generate
-from hekta_redcap.config import Settings
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import SUPER_TOKEN_FILE
-from hekta_redcap.store import Store
-from hekta_redcap.study import load_project
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data import sync
+from hekta_redcap.data.store import Store
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.cohort import generate
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.server import SUPER_TOKEN_FILE
 
 
 @contextmanager

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hekta_redcap import logic
-from hekta_redcap.fieldtypes import checkbox_column, is_valid, parse_bound
-from hekta_redcap.instruments import Instrument
-from hekta_redcap.study import Project, Study
+from hekta_redcap.definitions.instruments import Instrument
+from hekta_redcap.definitions.study import Project, Study
+from hekta_redcap.redcap import logic
+from hekta_redcap.redcap.fieldtypes import checkbox_column, is_valid, parse_bound
 from hekta_redcap.validation import validate_records
 from hekta_redcap.validation.problems import RULES
 

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hekta_redcap import LANGUAGES, __version__
-from hekta_redcap.config import SANDBOX_ENV, Settings
-from hekta_redcap.errors import HektaError, Origin
-from hekta_redcap.sandbox.faults import KINDS
+from hekta_redcap.core.errors import HektaError, Origin
+from hekta_redcap.core.settings import SANDBOX_ENV, Settings
+from hekta_redcap.devtools.sandbox.faults import KINDS
 
 if TYPE_CHECKING:
+    from hekta_redcap.definitions.study import Project
+    from hekta_redcap.deploy.plan import Plan
     from hekta_redcap.gateway import Gateway
     from hekta_redcap.lint import Finding
-    from hekta_redcap.plan import Plan
-    from hekta_redcap.study import Project
 
 
 class _Group(click.Group):
@@ -73,7 +73,7 @@ def _definition_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(command)
     def wrapper(*args: Any, definitions: Path | None, overlay_dir: Path | None, **kw: Any) -> Any:
-        from hekta_redcap.study import default_root
+        from hekta_redcap.definitions.study import default_root
 
         settings: Settings = click.get_current_context().obj
         root = definitions or _path(settings.get("HEKTA_DEFINITIONS")) or default_root()
@@ -89,7 +89,7 @@ def _path(value: str | None) -> Path | None:
 
 def _load(project: str, root: Path, overlay_dir: Path | None) -> Project:
     """A project's definitions (study.py loads pydantic and YAML, so it is imported here)."""
-    from hekta_redcap.study import load_project
+    from hekta_redcap.definitions.study import load_project
 
     return load_project(project, root, overlay_dir)
 
@@ -139,7 +139,7 @@ def dictionary(
     project: str, output: Path | None, lang: str, root: Path, overlay_dir: Path | None
 ) -> None:
     """Write the project's REDCap data dictionary (CSV, REDCap's 18 columns)."""
-    from hekta_redcap.dictionary import compile_project, to_csv, write_csv
+    from hekta_redcap.compile.dictionary import compile_project, to_csv, write_csv
 
     rows = compile_project(_load(project, root, overlay_dir), lang)
     if output is None:
@@ -156,7 +156,7 @@ def dictionary(
 @_definition_options
 def design(project: str, output: Path, lang: str, root: Path, overlay_dir: Path | None) -> None:
     """Write arms, events, instrument-event mapping and repeating setup (JSON and CSV)."""
-    from hekta_redcap.design import compile_design, write_design
+    from hekta_redcap.compile.design import compile_design, write_design
 
     files = write_design(compile_design(_load(project, root, overlay_dir), lang), output)
     for file in files:
@@ -206,7 +206,7 @@ def push_command(
     overlay_dir: Path | None,
 ) -> None:
     """Apply the definitions to the live project, after showing the plan."""
-    from hekta_redcap.deploy import apply_plan, refuse, write_bundle
+    from hekta_redcap.deploy.push import apply_plan, refuse, write_bundle
 
     api, found = _plan(ctx, project, root, overlay_dir)
     click.echo(found.render())
@@ -247,8 +247,8 @@ def _confirmed(question: str) -> bool:
 def _plan(
     ctx: click.Context, project: str, root: Path, overlay_dir: Path | None
 ) -> tuple[Gateway, Plan]:
+    from hekta_redcap.deploy.plan import make_plan
     from hekta_redcap.gateway import Gateway
-    from hekta_redcap.plan import make_plan
 
     definitions = _load(project, root, overlay_dir)
     api = Gateway.open(ctx.obj, project)
@@ -283,7 +283,7 @@ def import_dictionary(
     Only what REDCap itself would refuse stops the import; the project's own advice is shown
     as warnings (docs/redcap-rules.md).
     """
-    from hekta_redcap.adopt import ImportRefused, import_dictionary, import_instrument
+    from hekta_redcap.compile.adopt import ImportRefused, import_dictionary, import_instrument
 
     source = instrument or csv_file
     if source is None or (instrument and csv_file):
@@ -345,8 +345,8 @@ def sandbox(
     public_url: str | None,
 ) -> None:
     """Run the local REDCap-compatible server (Ctrl-C stops it); see also `sandbox init`."""
-    from hekta_redcap.sandbox.faults import Faults
-    from hekta_redcap.sandbox.server import LOOPBACK, SUPER_TOKEN_FILE, build, super_token
+    from hekta_redcap.devtools.sandbox.faults import Faults
+    from hekta_redcap.devtools.sandbox.server import LOOPBACK, SUPER_TOKEN_FILE, build, super_token
 
     if host not in LOOPBACK and not allow_remote:
         raise HektaError(f"--host {host} is not a loopback address; add --allow-remote to allow it")
@@ -391,9 +391,9 @@ def sandbox_init(
     overlay_dir: Path | None,
 ) -> None:
     """Create the projects from the definitions on the local server (safe to repeat)."""
-    from hekta_redcap.sandbox.provision import provision
-    from hekta_redcap.sandbox.server import running
-    from hekta_redcap.study import available_projects
+    from hekta_redcap.definitions.study import available_projects
+    from hekta_redcap.devtools.provision import provision
+    from hekta_redcap.devtools.sandbox.server import running
 
     host, port, data = ctx.meta["sandbox"]
     names = list(projects) or available_projects(root)
@@ -416,7 +416,7 @@ def sandbox_init(
 @_definition_options
 def demo_command(output: Path, root: Path, overlay_dir: Path | None) -> None:
     """Run the main job end to end on the local REDCap-compatible server."""
-    from hekta_redcap import demo
+    from hekta_redcap.devtools import demo
 
     demo.run(root, overlay_dir, output, click.echo)
 
@@ -443,7 +443,7 @@ def score_command(
     overlay_dir: Path | None,
 ) -> None:
     """Score FORM's items in a CSV: writes the input columns plus the score columns."""
-    from hekta_redcap.scoring import SPEC_VERSIONS, find_project, score_csv
+    from hekta_redcap.definitions.scoring import SPEC_VERSIONS, find_project, score_csv
 
     loaded = _load(project, root, overlay_dir) if project else find_project(form, root, overlay_dir)
     result, violations = score_csv(loaded, form, input_file)
@@ -493,7 +493,7 @@ def validate_command(
     are found, 2 on usage or connection errors. Links to REDCap need the project's URL and
     token, also with --input."""
     from hekta_redcap import validation
-    from hekta_redcap.store import Store
+    from hekta_redcap.data.store import Store
     from hekta_redcap.validation.report import summary
 
     settings: Settings = ctx.obj
@@ -530,7 +530,7 @@ def _log_lines() -> None:
 @click.pass_context
 def sync_command(ctx: click.Context, project: str, full: bool) -> None:
     """Pull what changed in REDCap into the local store (HEKTA_STORE) and print one line."""
-    from hekta_redcap import sync
+    from hekta_redcap.data import sync
 
     _log_lines()
     click.echo(sync.run(ctx.obj, project, full=full).summary())
@@ -562,7 +562,7 @@ def daemon_command(
 ) -> None:
     """Sync, validate and send reminders, each on its interval, until SIGTERM or Ctrl-C (one per
     project); a step that fails is logged and runs again at its next turn."""
-    from hekta_redcap.daemon import run_daemon
+    from hekta_redcap.ops.daemon import run_daemon
 
     _log_lines()
     run_daemon(ctx.obj, _load(project, root, overlay_dir), once=once, reports=reports)
@@ -601,7 +601,7 @@ def accept_command(
 ) -> None:
     """Accept RECORD EVENT FIELD's open problem (or every line of --file): it is not listed
     again while the value stays the one checked. EVENT is blank ('') in a classic project."""
-    from hekta_redcap.store import Store
+    from hekta_redcap.data.store import Store
     from hekta_redcap.validation.acceptance import Acceptance, accept, read_csv, who
 
     person = by or who(ctx.obj)
@@ -625,7 +625,7 @@ def accept_command(
 def status_command(ctx: click.Context, project: str, root: Path, overlay_dir: Path | None) -> None:
     """The last sync runs, the lag, the open problem count, whether the daemon is alive, and
     what stops the reminders as a whole."""
-    from hekta_redcap.daemon import status
+    from hekta_redcap.ops.daemon import status
 
     loaded = _load(project, root, overlay_dir)
     click.echo(status(ctx.obj, project, definitions=loaded).render(project))
@@ -633,7 +633,7 @@ def status_command(ctx: click.Context, project: str, root: Path, overlay_dir: Pa
 
 def _moment(value: dt.datetime | None) -> dt.datetime:
     """A `--now` value (tests pin the clock with it) or the current time, aware."""
-    from hekta_redcap.store import now
+    from hekta_redcap.data.store import now
 
     if value is None:
         return now()
@@ -666,11 +666,11 @@ def followups_command(
 ) -> None:
     """The nurses' worklist from the local store: who is due, overdue or needs a call, with
     window dates (run `sync` or the daemon first)."""
-    from hekta_redcap import worklist as lists
-    from hekta_redcap.followup import policy_of, worklist
-    from hekta_redcap.outbox import Outbox
-    from hekta_redcap.sendtime import SendCalendar
-    from hekta_redcap.store import Store
+    from hekta_redcap.data.store import Store
+    from hekta_redcap.followup import worklist as lists
+    from hekta_redcap.followup.outbox import Outbox
+    from hekta_redcap.followup.schedule import policy_of, worklist
+    from hekta_redcap.followup.sendtime import SendCalendar
 
     loaded = _load(project, root, overlay_dir)
     day = as_of.date() if as_of else SendCalendar.from_policy(policy_of(loaded)).day(_moment(None))
@@ -720,10 +720,10 @@ def remind_command(
 ) -> None:
     """One reminder pass (the daemon runs one on its schedule): send what is due, write each
     follow-up's state back to REDCap, send the daily digests."""
-    from hekta_redcap.daemon import daemon_lock
+    from hekta_redcap.data.store import Store
+    from hekta_redcap.followup.reminders import remind
     from hekta_redcap.gateway import Gateway
-    from hekta_redcap.reminders import remind
-    from hekta_redcap.store import Store
+    from hekta_redcap.ops.daemon import daemon_lock
 
     _log_lines()
     loaded = _load(project, root, overlay_dir)
@@ -745,8 +745,8 @@ def remind_command(
 def outbox_command(ctx: click.Context, project: str, key: str | None, sent: bool | None) -> None:
     """List the messages a person must check (maybe sent, or refused), or resolve one: --sent
     keeps it as sent, --not-sent lets the step go out again."""
-    from hekta_redcap.outbox import Outbox
-    from hekta_redcap.store import Store
+    from hekta_redcap.data.store import Store
+    from hekta_redcap.followup.outbox import Outbox
 
     with Store.open(ctx.obj) as store:
         box = Outbox(store, project)
@@ -821,7 +821,7 @@ def export_command(
 ) -> None:
     """Typed, labelled, scored and de-identified tables from the local store, with the
     codebook, the CONSORT flow and retention report and a manifest (docs/exports.md)."""
-    from hekta_redcap.export.job import run_export
+    from hekta_redcap.analysis.export.job import run_export
 
     exported = run_export(
         ctx.obj,

@@ -34,9 +34,9 @@ import redcap
 import requests
 import tenacity
 
-from hekta_redcap.config import TOKEN_PATTERN, Settings, Token
-from hekta_redcap.errors import HektaError
-from hekta_redcap.logline import line
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.core.logline import line
+from hekta_redcap.core.settings import TOKEN_PATTERN, Settings, Token
 
 logger = logging.getLogger("hekta_redcap.gateway")
 

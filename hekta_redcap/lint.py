@@ -24,29 +24,29 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from hekta_redcap import logic
-from hekta_redcap.design import unique_event_name
-from hekta_redcap.dictionary import compile_project
-from hekta_redcap.dictrules import (
-    DictionaryContext,
-    Finding,
-    Report,
-    check_logic,
-    lint_dictionary,
-)
-from hekta_redcap.errors import DefinitionError, HektaError, Origin
-from hekta_redcap.fieldtypes import CHOICE_TYPES
-from hekta_redcap.followup import state_labels
-from hekta_redcap.instruments import Derived, Field, Instrument, Score
-from hekta_redcap.messages import CHANNELS, TEMPLATES_DIR, template_names
-from hekta_redcap.model import LANGUAGES
-from hekta_redcap.sendtime import SendCalendar
-from hekta_redcap.study import (
+from hekta_redcap.compile.design import unique_event_name
+from hekta_redcap.compile.dictionary import compile_project
+from hekta_redcap.core.errors import DefinitionError, HektaError, Origin
+from hekta_redcap.definitions.instruments import Derived, Field, Instrument, Score
+from hekta_redcap.definitions.model import LANGUAGES
+from hekta_redcap.definitions.study import (
     FORMS_DIR,
     Project,
     available_projects,
     default_root,
     load_project,
+)
+from hekta_redcap.followup.messages import CHANNELS, TEMPLATES_DIR, template_names
+from hekta_redcap.followup.schedule import state_labels
+from hekta_redcap.followup.sendtime import SendCalendar
+from hekta_redcap.redcap import logic
+from hekta_redcap.redcap.fieldtypes import CHOICE_TYPES
+from hekta_redcap.redcap.rules import (
+    DictionaryContext,
+    Finding,
+    Report,
+    check_logic,
+    lint_dictionary,
 )
 
 # Definition rules ------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ import redcap
 from sandbox_support import Handle, seed_project
 from werkzeug.serving import make_server
 
-from hekta_redcap import sync
-from hekta_redcap.cohort import generate
-from hekta_redcap.config import Settings
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import SandboxServer, running
-from hekta_redcap.study import load_project
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data import sync
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.cohort import generate
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.server import SandboxServer, running
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import redcap
 
-from hekta_redcap.sandbox.models import (
+from hekta_redcap.devtools.sandbox.models import (
     METADATA_COLUMNS,
     DataRow,
     ProjectModel,
@@ -20,7 +20,7 @@ from hekta_redcap.sandbox.models import (
     creator_rights,
     new_token,
 )
-from hekta_redcap.sandbox.server import SandboxServer
+from hekta_redcap.devtools.sandbox.server import SandboxServer
 
 CREATOR = "test_admin"
 

@@ -27,7 +27,9 @@ from urllib3.exceptions import ProtocolError
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from hekta_redcap.channels import (
+from hekta_redcap.core.errors import ConfigError, HektaError
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.followup.channels import (
     Channels,
     FileOutbox,
     InvalidContact,
@@ -39,8 +41,6 @@ from hekta_redcap.channels import (
     normalise_email,
     normalise_phone,
 )
-from hekta_redcap.config import Settings
-from hekta_redcap.errors import ConfigError, HektaError
 
 PASSWORD = "s3cret-Password-4711"
 TOKEN = "tok-0123456789abcdef"

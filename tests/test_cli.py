@@ -12,8 +12,8 @@ from conftest import LIBRARY, REPO, edit, line_of
 
 from hekta_redcap import __version__
 from hekta_redcap.cli import cli
-from hekta_redcap.dictionary import compile_project
-from hekta_redcap.study import load_project
+from hekta_redcap.compile.dictionary import compile_project
+from hekta_redcap.definitions.study import load_project
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -74,9 +74,9 @@ def test_version() -> None:
 def test_the_command_line_and_sync_load_lean() -> None:
     """`--help` and `sync` start fast because the command line and the sync path leave pandas,
     pandera, the lint rules and the follow-up engine (and, for `--help`, PyCap) unloaded."""
-    heavy = ("pandas", "pandera", "hekta_redcap.lint", "hekta_redcap.followup", "redcap")
+    heavy = ("pandas", "pandera", "hekta_redcap.lint", "hekta_redcap.followup.schedule", "redcap")
     probe = "import sys, {}; print(' '.join(m for m in {!r} if m in sys.modules))"
-    for module, unwanted in (("hekta_redcap.cli", heavy), ("hekta_redcap.sync", heavy[:-1])):
+    for module, unwanted in (("hekta_redcap.cli", heavy), ("hekta_redcap.data.sync", heavy[:-1])):
         done = subprocess.run(
             [sys.executable, "-c", probe.format(module, unwanted)],
             capture_output=True,

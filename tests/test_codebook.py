@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hekta_redcap import outcomes
-from hekta_redcap.codebook import (
+from hekta_redcap.analysis import outcomes
+from hekta_redcap.analysis.codebook import (
     LONG_COLUMNS,
     Codebook,
     Count,
@@ -21,12 +21,12 @@ from hekta_redcap.codebook import (
     build_codebook,
     write_codebook,
 )
-from hekta_redcap.cohort import generate
-from hekta_redcap.errors import HektaError
-from hekta_redcap.fieldtypes import checkbox_column
-from hekta_redcap.model import Text
-from hekta_redcap.scoring import required_columns, score_all, scored_forms
-from hekta_redcap.study import Project, load_project
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.definitions.model import Text
+from hekta_redcap.definitions.scoring import required_columns, score_all, scored_forms
+from hekta_redcap.definitions.study import Project, load_project
+from hekta_redcap.devtools.cohort import generate
+from hekta_redcap.redcap.fieldtypes import checkbox_column
 
 TODAY = dt.date(2026, 1, 15)
 EVENT, REPEAT = "redcap_event_name", "redcap_repeat_instrument"

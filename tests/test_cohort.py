@@ -16,8 +16,10 @@ import pytest
 import redcap
 from conftest import LIBRARY
 
-from hekta_redcap import logic
-from hekta_redcap.cohort import (
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.definitions.instruments import Field
+from hekta_redcap.definitions.study import Project, load_project
+from hekta_redcap.devtools.cohort import (
     ERROR_KINDS,
     EVENT,
     REPEAT_INSTANCE,
@@ -25,12 +27,10 @@ from hekta_redcap.cohort import (
     Cohort,
     generate,
 )
-from hekta_redcap.config import Settings
-from hekta_redcap.fieldtypes import checkbox_column, has_bounds, is_valid, parse_bound
-from hekta_redcap.instruments import Field
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.study import Project, load_project
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.server import SandboxServer
+from hekta_redcap.redcap import logic
+from hekta_redcap.redcap.fieldtypes import checkbox_column, has_bounds, is_valid, parse_bound
 from hekta_redcap.validation import validate_records
 
 TODAY = dt.date(2026, 11, 20)

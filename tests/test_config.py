@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hekta_redcap.config import Settings, Token, token_variable
-from hekta_redcap.errors import ConfigError
+from hekta_redcap.core.errors import ConfigError
+from hekta_redcap.core.settings import Settings, Token, token_variable
 
 TOKEN = "0123456789ABCDEF0123456789ABCDEF"
 

@@ -20,8 +20,7 @@ import pandas as pd
 import pytest
 from conftest import LIBRARY, edit
 
-from hekta_redcap.cohort import generate
-from hekta_redcap.consort import (
+from hekta_redcap.analysis.consort import (
     ANALYSIS,
     ENROLMENT,
     FILES,
@@ -31,8 +30,9 @@ from hekta_redcap.consort import (
     flow,
     write_flow,
 )
-from hekta_redcap.errors import HektaError
-from hekta_redcap.study import Project, load_project
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.definitions.study import Project, load_project
+from hekta_redcap.devtools.cohort import generate
 
 AS_OF = dt.date(2026, 6, 1)
 M6, M12, M18 = "followup_6m_arm_1", "followup_12m_arm_1", "register_18m_arm_1"

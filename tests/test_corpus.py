@@ -17,12 +17,12 @@ import requests
 from click.testing import CliRunner
 from sandbox_support import Handle, seed_project
 
+from hekta_redcap.analysis.codebook import build_codebook
 from hekta_redcap.cli import cli
-from hekta_redcap.codebook import build_codebook
-from hekta_redcap.fieldtypes import checkbox_column
+from hekta_redcap.definitions.study import Project, load_project
+from hekta_redcap.devtools.sandbox.server import SandboxServer
 from hekta_redcap.lint import lint_all
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.study import Project, load_project
+from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.validation import validate_records
 
 CORPUS = Path(__file__).parent / "fixtures" / "dictionaries"

@@ -17,13 +17,13 @@ from click.testing import CliRunner
 from conftest import LIBRARY, REPO
 
 from hekta_redcap.cli import cli
-from hekta_redcap.config import Settings
-from hekta_redcap.daemon import Locked, _running_here, daemon_lock, run_daemon, status
-from hekta_redcap.outbox import Key, Outbox
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.store import Store, now
-from hekta_redcap.study import load_project
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data.store import Store, now
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.server import SandboxServer
+from hekta_redcap.followup.outbox import Key, Outbox
+from hekta_redcap.ops.daemon import Locked, _running_here, daemon_lock, run_daemon, status
 
 
 @pytest.fixture
@@ -151,9 +151,9 @@ def test_status_command(trial: Settings, tmp_path: Path) -> None:
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from hekta_redcap.config import Settings
-from hekta_redcap.daemon import Locked, daemon_lock
-from hekta_redcap.store import Store
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.ops.daemon import Locked, daemon_lock
+from hekta_redcap.data.store import Store
 
 go, release = Path(sys.argv[1]), Path(sys.argv[2])
 with Store.open(Settings.load((), {"HEKTA_STORE": sys.argv[3]})) as store:
@@ -227,7 +227,7 @@ def test_a_step_failing_for_any_reason_is_logged_and_the_cycle_goes_on(
     def broken(*_: object, **__: object) -> None:
         raise ValueError("unexpected reply")
 
-    monkeypatch.setattr("hekta_redcap.daemon.sync.run", broken)
+    monkeypatch.setattr("hekta_redcap.ops.daemon.sync.run", broken)
     summaries = run_daemon(
         trial, load_project("hekta", LIBRARY), once=True, reports=tmp_path / "reports"
     )

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 from conftest import LIBRARY, edit
 
 from hekta_redcap.cli import cli
-from hekta_redcap.config import Settings
-from hekta_redcap.daemon import status
-from hekta_redcap.digest import data_problems
-from hekta_redcap.store import Store
-from hekta_redcap.study import Project, load_project
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data.store import Store
+from hekta_redcap.definitions.study import Project, load_project
+from hekta_redcap.followup.digest import data_problems
+from hekta_redcap.ops.daemon import status
 from hekta_redcap.validation import validate_records, write_report
 from hekta_redcap.validation.layout import Layout
 from hekta_redcap.validation.report import PAGE_PROBLEMS

@@ -20,14 +20,14 @@ from click.testing import CliRunner, Result
 from conftest import LIBRARY, edit
 
 from hekta_redcap.cli import cli
-from hekta_redcap.config import Token
-from hekta_redcap.deploy import create_project
-from hekta_redcap.design import compile_design
-from hekta_redcap.dictionary import COLUMNS, compile_project
-from hekta_redcap.plan import study_settings
-from hekta_redcap.sandbox.models import ProjectModel
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.study import load_project
+from hekta_redcap.compile.design import compile_design
+from hekta_redcap.compile.dictionary import COLUMNS, compile_project
+from hekta_redcap.core.settings import Token
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.deploy.plan import study_settings
+from hekta_redcap.deploy.push import create_project
+from hekta_redcap.devtools.sandbox.models import ProjectModel
+from hekta_redcap.devtools.sandbox.server import SandboxServer
 
 WRITES = {"import", "delete"}
 

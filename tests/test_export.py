@@ -17,9 +17,7 @@ import pytest
 from conftest import LIBRARY
 
 from hekta_redcap import __version__
-from hekta_redcap.cohort import generate
-from hekta_redcap.errors import HektaError
-from hekta_redcap.export import (
+from hekta_redcap.analysis.export import (
     Pseudonyms,
     Table,
     assessment_date,
@@ -31,9 +29,11 @@ from hekta_redcap.export import (
     write_manifest,
     write_tables,
 )
-from hekta_redcap.outcomes import OUTCOME_COLUMNS, employment_outcomes
-from hekta_redcap.scoring import score_frame
-from hekta_redcap.study import Event, Project, load_project
+from hekta_redcap.analysis.outcomes import OUTCOME_COLUMNS, employment_outcomes
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.definitions.scoring import score_frame
+from hekta_redcap.definitions.study import Event, Project, load_project
+from hekta_redcap.devtools.cohort import generate
 
 TODAY = dt.date(2026, 6, 1)
 BASE, SIX = "baseline_arm_1", "followup_6m_arm_1"

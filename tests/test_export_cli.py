@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from conftest import synced_trial
 
 from hekta_redcap.cli import cli
-from hekta_redcap.config import Settings
-from hekta_redcap.sandbox.server import SandboxServer
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.devtools.sandbox.server import SandboxServer
 
 
 @pytest.fixture(scope="module")

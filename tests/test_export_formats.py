@@ -14,8 +14,7 @@ import pyreadstat
 import pytest
 from conftest import LIBRARY
 
-from hekta_redcap.cohort import generate
-from hekta_redcap.export import (
+from hekta_redcap.analysis.export import (
     FORMATS,
     SHAPES,
     Table,
@@ -24,7 +23,8 @@ from hekta_redcap.export import (
     integer_codes,
     write_tables,
 )
-from hekta_redcap.study import Project, load_project
+from hekta_redcap.definitions.study import Project, load_project
+from hekta_redcap.devtools.cohort import generate
 
 TODAY = dt.date(2026, 6, 1)
 ELLIPSIS = "…"

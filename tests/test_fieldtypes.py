@@ -8,7 +8,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from hekta_redcap.fieldtypes import (
+from hekta_redcap.redcap.fieldtypes import (
     PATTERNS,
     canonical_validation,
     has_bounds,

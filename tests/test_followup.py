@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from conftest import LIBRARY
 
-from hekta_redcap.followup import (
+from hekta_redcap.definitions.study import Offset, load_project
+from hekta_redcap.followup.schedule import (
     HISTORY,
     MAX_ATTEMPTS,
     STATES,
@@ -21,8 +22,7 @@ from hekta_redcap.followup import (
     state_labels,
     worklist,
 )
-from hekta_redcap.study import Offset, load_project
-from hekta_redcap.worklist import needing_action
+from hekta_redcap.followup.worklist import needing_action
 
 D = dt.date
 OSLO = ZoneInfo("Europe/Oslo")

@@ -11,8 +11,8 @@ import pytest
 import requests
 import responses
 
+from hekta_redcap.devtools.sandbox.faults import PHP_ERROR_PAGE, PROXY_ERROR_PAGE
 from hekta_redcap.gateway import Gateway, Refused, Retry, Unavailable
-from hekta_redcap.sandbox.faults import PHP_ERROR_PAGE, PROXY_ERROR_PAGE
 
 URL = "https://redcap.example.org/api/"
 TOKEN = "0123456789ABCDEF0123456789ABCDEF"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import edit, line_of
 
+from hekta_redcap.definitions.study import load_project
 from hekta_redcap.lint import Finding, lint_all
-from hekta_redcap.study import load_project
 
 AUDIT = "forms/audit.yaml"
 STUDY = "studies/hekta.yaml"

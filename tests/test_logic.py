@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 import pytest
 
-from hekta_redcap.logic import (
+from hekta_redcap.redcap.logic import (
     Binary,
     BoolOp,
     Call,

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hekta_redcap import logic
-from hekta_redcap.logic_frame import column_resolver, evaluate_frame, truth
+from hekta_redcap.redcap import logic
+from hekta_redcap.redcap.logic_frame import column_resolver, evaluate_frame, truth
 
 TODAY = datetime(2024, 3, 1, 14, 30, 15)
 FIELDS = ("a", "b", "c", "t", "d1", "d2")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from conftest import LIBRARY
 
-from hekta_redcap.errors import HektaError
-from hekta_redcap.messages import (
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.followup.messages import (
     FORBIDDEN_WORDS,
     Rendered,
     check_text,

@@ -15,10 +15,7 @@ import pandas as pd
 import pytest
 from conftest import LIBRARY
 
-from hekta_redcap.cohort import generate
-from hekta_redcap.errors import HektaError
-from hekta_redcap.followup import anchor_dates, shift
-from hekta_redcap.outcomes import (
+from hekta_redcap.analysis.outcomes import (
     IGNORED,
     OUTCOME_COLUMNS,
     OUTCOME_DEFINITIONS,
@@ -26,7 +23,10 @@ from hekta_redcap.outcomes import (
     employment_outcomes,
     outcome_definitions,
 )
-from hekta_redcap.study import Offset, Project, load_project
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.definitions.study import Offset, Project, load_project
+from hekta_redcap.devtools.cohort import generate
+from hekta_redcap.followup.schedule import anchor_dates, shift
 
 RAND = "2025-01-01"
 NA = None  # how `plain` shows a missing value
@@ -292,7 +292,7 @@ def test_an_end_before_the_start_leaves_the_episode_out(
     project: Project, caplog: pytest.LogCaptureFixture
 ) -> None:
     jobs = [job("2025-05-01", "2025-04-11"), job("2025-03-01", "2025-03-14"), job("bad", "")]
-    with caplog.at_level(logging.INFO, logger="hekta_redcap.outcomes"):
+    with caplog.at_level(logging.INFO, logger="hekta_redcap.analysis.outcomes"):
         result = employment_outcomes(project, export(("1", RAND, jobs)))
     assert result.loc[0, "days_worked"] == 14  # only the 2-week job
     assert result.attrs[IGNORED] == {"unreadable_date": 1, "end_before_start": 1, "duplicate": 0}

@@ -12,7 +12,7 @@ import requests
 from redcap import RedcapError
 from sandbox_support import Handle, seed_project
 
-from hekta_redcap.sandbox.server import SandboxServer
+from hekta_redcap.devtools.sandbox.server import SandboxServer
 
 CLASSIC_FORMS = ["demographics", "followup"]
 

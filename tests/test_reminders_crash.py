@@ -39,15 +39,15 @@ from click.testing import CliRunner
 from conftest import LIBRARY, REPO, serving
 from werkzeug.wrappers import Request, Response
 
-from hekta_redcap import sync
-from hekta_redcap.channels import Message
 from hekta_redcap.cli import cli
-from hekta_redcap.config import Settings
-from hekta_redcap.outbox import Outbox
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.store import Store
-from hekta_redcap.study import load_project
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data import sync
+from hekta_redcap.data.store import Store
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.server import SandboxServer
+from hekta_redcap.followup.channels import Message
+from hekta_redcap.followup.outbox import Outbox
 
 SEED = 20260907
 PEOPLE = 60

@@ -35,18 +35,18 @@ from conftest import LIBRARY, edit, serving
 from werkzeug.wrappers import Request, Response
 
 from hekta_redcap import gateway as redcap_gateway
-from hekta_redcap import sync
-from hekta_redcap.channels import Message
 from hekta_redcap.cli import cli
-from hekta_redcap.config import Settings
-from hekta_redcap.followup import MAX_ATTEMPTS
-from hekta_redcap.messages import check_text, render
-from hekta_redcap.outbox import Outbox
-from hekta_redcap.reminders import remind
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.store import Store
-from hekta_redcap.study import Project, load_project
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data import sync
+from hekta_redcap.data.store import Store
+from hekta_redcap.definitions.study import Project, load_project
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.server import SandboxServer
+from hekta_redcap.followup.channels import Message
+from hekta_redcap.followup.messages import check_text, render
+from hekta_redcap.followup.outbox import Outbox
+from hekta_redcap.followup.reminders import remind
+from hekta_redcap.followup.schedule import MAX_ATTEMPTS
 
 OSLO = ZoneInfo("Europe/Oslo")
 EVENT = "redcap_event_name"
@@ -411,7 +411,7 @@ def test_a_completed_or_withdrawn_participant_is_skipped_without_a_sync(
         ]
     )  # in REDCap only: the store still has them due
 
-    with caplog.at_level(logging.INFO, logger="hekta_redcap.reminders"):
+    with caplog.at_level(logging.INFO, logger="hekta_redcap.followup.reminders"):
         lines = trial.remind(at(2026, 9, 1))
     assert lines[0].startswith("hekta: 1 sent") and "2 skipped" in lines[0], lines
     assert [b["to"] for b in gateway[0].bodies] == [due.e164]

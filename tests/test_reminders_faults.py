@@ -22,13 +22,13 @@ import pytest
 from conftest import LIBRARY, REPO
 from test_reminders_e2e import LINK, M6, at, opening_on
 
-from hekta_redcap import sync
-from hekta_redcap.config import Settings
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data import sync
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.faults import KINDS
+from hekta_redcap.devtools.sandbox.server import SandboxServer
 from hekta_redcap.gateway import Gateway
-from hekta_redcap.sandbox.faults import KINDS
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.study import load_project
 
 DAY = dt.date(2026, 9, 1)  # a Tuesday: every 6-month window opens today
 PEOPLE = [opening_on(str(n), DAY, "sms") for n in range(1, 13)]

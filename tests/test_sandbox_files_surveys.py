@@ -19,8 +19,8 @@ from sandbox_support import (
     seed_project,
 )
 
-from hekta_redcap.sandbox.models import METADATA_COLUMNS
-from hekta_redcap.sandbox.server import SandboxServer
+from hekta_redcap.devtools.sandbox.models import METADATA_COLUMNS
+from hekta_redcap.devtools.sandbox.server import SandboxServer
 
 
 def post(handle: Handle, token: str | None = None, **data: Any) -> requests.Response:

@@ -16,8 +16,8 @@ import pytest
 import requests
 from sandbox_support import Handle, seed_project
 
-from hekta_redcap.sandbox import odm
-from hekta_redcap.sandbox.models import (
+from hekta_redcap.devtools.sandbox import odm
+from hekta_redcap.devtools.sandbox.models import (
     CREATOR_RIGHTS,
     ProjectModel,
     add_user,
@@ -25,8 +25,8 @@ from hekta_redcap.sandbox.models import (
     creator_rights,
     new_token,
 )
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.sandbox.wire import ApiError
+from hekta_redcap.devtools.sandbox.server import SandboxServer
+from hekta_redcap.devtools.sandbox.wire import ApiError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "redcap-odm"
 OWNER = "odm_owner"

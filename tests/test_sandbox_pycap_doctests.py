@@ -23,7 +23,7 @@ import redcap.methods
 import requests
 from conftest import REPO
 
-from hekta_redcap.sandbox.server import running
+from hekta_redcap.devtools.sandbox.server import running
 
 DOCTEST_XML = REPO / "tests" / "fixtures" / "redcap-odm" / "doctest_project.xml"
 PUBLIC_URL = "https://redcapdemo.vumc.org/"  # the base URL PyCap's examples show in links

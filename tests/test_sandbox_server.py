@@ -17,18 +17,18 @@ from conftest import LIBRARY
 from sandbox_support import Handle, seed_project
 
 from hekta_redcap.cli import cli
-from hekta_redcap.config import Settings
-from hekta_redcap.dictionary import compile_project
-from hekta_redcap.errors import ConfigError
-from hekta_redcap.sandbox.faults import Faults
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import (
+from hekta_redcap.compile.dictionary import compile_project
+from hekta_redcap.core.errors import ConfigError
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.faults import Faults
+from hekta_redcap.devtools.sandbox.server import (
     SUPER_TOKEN_VARIABLE,
     SandboxServer,
     running,
     super_token,
 )
-from hekta_redcap.study import load_project
 
 
 def test_restart_keeps_projects_and_records(tmp_path: Path) -> None:

@@ -26,9 +26,9 @@ from sandbox_support import (
     seed_project,
 )
 
-from hekta_redcap.design import unique_event_name
-from hekta_redcap.sandbox.models import METADATA_COLUMNS, ProjectModel
-from hekta_redcap.sandbox.server import SandboxServer
+from hekta_redcap.compile.design import unique_event_name
+from hekta_redcap.devtools.sandbox.models import METADATA_COLUMNS, ProjectModel
+from hekta_redcap.devtools.sandbox.server import SandboxServer
 
 ODM_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "redcap-odm"
 CLASSIC_ROWS = dictionary_rows(CLASSIC_DICTIONARY)
@@ -138,7 +138,7 @@ def test_metadata_import_counts_rows_and_labels_new_forms(classic: Handle) -> No
 
 
 def test_metadata_import_accepts_the_data_dictionary_page_header(classic: Handle) -> None:
-    from hekta_redcap.dictionary import CSV_HEADER
+    from hekta_redcap.compile.dictionary import CSV_HEADER
 
     lines = CLASSIC_DICTIONARY.splitlines()
     page = "\n".join([",".join(f'"{h}"' for h in CSV_HEADER), *lines[1:3]]) + "\n"

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from conftest import LIBRARY, edit
 
 from hekta_redcap.cli import cli
-from hekta_redcap.errors import HektaError
-from hekta_redcap.scoring import SPEC_VERSIONS, score_all, score_frame, skip_violations
-from hekta_redcap.study import load_project
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.definitions.scoring import SPEC_VERSIONS, score_all, score_frame, skip_violations
+from hekta_redcap.definitions.study import load_project
 
 PROJECTS = {name: load_project(name, LIBRARY) for name in ("hekta", "ips_fidelity")}
 OWNER = {"ips25": "ips_fidelity"}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import edit
 
-from hekta_redcap.errors import HektaError
-from hekta_redcap.sendtime import SendCalendar
-from hekta_redcap.study import ContactFields, ReminderPolicy, load_project
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.definitions.study import ContactFields, ReminderPolicy, load_project
+from hekta_redcap.followup.sendtime import SendCalendar
 
 UTC = dt.UTC
 

@@ -25,15 +25,15 @@ import redcap
 from click.testing import CliRunner
 from conftest import REPO
 
-from hekta_redcap import sync
 from hekta_redcap.cli import cli
-from hekta_redcap.cohort import generate
-from hekta_redcap.config import Settings
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data import sync
+from hekta_redcap.data.store import MIGRATIONS, Store
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.cohort import generate
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.server import SandboxServer
 from hekta_redcap.gateway import EXPORT, Retry
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.store import MIGRATIONS, Store
-from hekta_redcap.study import load_project
 
 NO_OVERLAP = dt.timedelta(0)
 FAST = Retry(attempts=4, base=0.0, jitter=None)

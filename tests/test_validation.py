@@ -28,11 +28,11 @@ from markupsafe import escape
 from sandbox_support import Handle
 
 from hekta_redcap.cli import cli
-from hekta_redcap.config import Settings
-from hekta_redcap.errors import HektaError
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.study import Project, load_project
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.definitions.study import Project, load_project
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.server import SandboxServer
 from hekta_redcap.validation import Result, read_export, validate_records, write_report
 from hekta_redcap.validation.layout import Layout
 from hekta_redcap.validation.schemas import ANSWER, form_schema

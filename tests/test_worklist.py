@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from conftest import LIBRARY, synced_trial
 
 from hekta_redcap.cli import cli
-from hekta_redcap.config import Settings
-from hekta_redcap.followup import STATES
-from hekta_redcap.outbox import Key, Outbox
-from hekta_redcap.sandbox.server import SandboxServer
-from hekta_redcap.store import Store
-from hekta_redcap.study import load_project
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data.store import Store
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.sandbox.server import SandboxServer
+from hekta_redcap.followup.outbox import Key, Outbox
+from hekta_redcap.followup.schedule import STATES
 
 OSLO = ZoneInfo("Europe/Oslo")
 CSV_HEADER = [
@@ -137,9 +137,9 @@ def test_a_person_resolves_a_maybe_sent_message(synced: Settings, tmp_path: Path
 
 
 def test_each_group_gets_its_own_digest_once_a_day(tmp_path: Path) -> None:
-    from hekta_redcap.channels import Channels
-    from hekta_redcap.digest import send_digests
-    from hekta_redcap.followup import worklist
+    from hekta_redcap.followup.channels import Channels
+    from hekta_redcap.followup.digest import send_digests
+    from hekta_redcap.followup.schedule import worklist
 
     project = load_project("hekta", LIBRARY)
     rows = [

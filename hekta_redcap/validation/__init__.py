@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hekta_redcap.config import Settings, token_variable
-from hekta_redcap.errors import HektaError, Origin
+from hekta_redcap.core.errors import HektaError, Origin
+from hekta_redcap.core.settings import Settings, token_variable
+from hekta_redcap.definitions.study import Project
 from hekta_redcap.gateway import Gateway
-from hekta_redcap.study import Project
 from hekta_redcap.validation.layout import Layout
 from hekta_redcap.validation.problems import ADVISORY, ERROR, RULES, EntryLinks, assemble
 from hekta_redcap.validation.reading import answers, cast, detect_codes

@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hekta_redcap.config import Settings
-from hekta_redcap.errors import HektaError, Origin
-from hekta_redcap.store import Store
+from hekta_redcap.core.errors import HektaError, Origin
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data.store import Store
 
 WHO = "HEKTA_USER"  # the name acceptances are recorded under (default: the login name)
 CSV_COLUMNS = ("record", "event", "field", "reason", "instance", "by")

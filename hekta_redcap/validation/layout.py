@@ -19,12 +19,12 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from hekta_redcap import logic
-from hekta_redcap.errors import HektaError
-from hekta_redcap.fieldtypes import checkbox_column
-from hekta_redcap.instruments import Field, Instrument
-from hekta_redcap.logic_frame import evaluate_frame
-from hekta_redcap.study import Project
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.definitions.instruments import Field, Instrument
+from hekta_redcap.definitions.study import Project
+from hekta_redcap.redcap import logic
+from hekta_redcap.redcap.fieldtypes import checkbox_column
+from hekta_redcap.redcap.logic_frame import evaluate_frame
 
 EVENT = "redcap_event_name"
 REPEAT = "redcap_repeat_instrument"

@@ -21,8 +21,8 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 
-from hekta_redcap import logic
-from hekta_redcap.fieldtypes import checkbox_column
+from hekta_redcap.redcap import logic
+from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.validation.layout import Layout, Spec
 from hekta_redcap.validation.reading import codes_of, validation_of
 from hekta_redcap.validation.schemas import exclusive_codes

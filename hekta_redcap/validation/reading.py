@@ -21,8 +21,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from hekta_redcap.errors import DefinitionError
-from hekta_redcap.fieldtypes import canonical_validation, is_piped, parse_bound, pattern_of
+from hekta_redcap.core.errors import DefinitionError
+from hekta_redcap.redcap.fieldtypes import canonical_validation, is_piped, parse_bound, pattern_of
 from hekta_redcap.validation.layout import DAG, EVENT, INSTANCE, REPEAT, Layout, Spec
 
 _FORMATS = {

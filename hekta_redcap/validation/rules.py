@@ -38,7 +38,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from hekta_redcap.logic_frame import truth
+from hekta_redcap.redcap.logic_frame import truth
 from hekta_redcap.validation.layout import Layout, Spec
 from hekta_redcap.validation.schemas import HIT_COLUMNS, entered
 

@@ -1,0 +1,1 @@
+"""Analyst exports, derived outcomes, the codebook and the CONSORT flow."""

@@ -1,0 +1,88 @@
+"""`hekta-redcap export`: one export folder an analysis can cite, from the local store.
+
+The folder holds the shape's tables in the chosen format (and `employment_outcomes`), the
+codebook (HTML and Markdown), the CONSORT flow and retention report (`flow/`) and
+`manifest.json` with the checksum of every file. Data come from the store the daemon keeps, so
+the export is as of the last sync (named in the manifest).
+
+    >>> files = run_export(settings, project, "long", "dta", Path("out/export"), language="en")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from hekta_redcap.analysis.codebook import build_codebook, write_codebook
+from hekta_redcap.analysis.consort import flow, write_flow
+from hekta_redcap.analysis.export.deid import Pseudonyms
+from hekta_redcap.analysis.export.formats import Format, write_tables
+from hekta_redcap.analysis.export.frames import Language, Shape, build_tables
+from hekta_redcap.analysis.export.manifest import write_manifest
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data.store import Store
+from hekta_redcap.definitions.study import Project
+
+FLOW_DIR = "flow"
+
+
+@dataclass(frozen=True)
+class Exported:
+    tables: list[str]  # name (rows)
+    data: list[Path]
+    codebook: tuple[Path, Path]
+    flow: list[Path]
+    manifest: Path
+
+    def summary(self) -> list[str]:
+        return [
+            f"tables: {', '.join(self.tables)}",
+            f"data files: {', '.join(str(p) for p in self.data)}",
+            f"codebook: {self.codebook[0]} and {self.codebook[1].name}",
+            f"flow report: {self.flow[0].parent}/ ({', '.join(p.name for p in self.flow)})",
+            f"manifest: {self.manifest}",
+        ]
+
+
+def run_export(
+    settings: Settings,
+    project: Project,
+    shape: Shape,
+    fmt: Format,
+    directory: Path,
+    *,
+    language: Language = "nb",
+    identifiers: bool = False,
+    key_file: Path | None = None,
+    as_of: dt.date | None = None,
+) -> Exported:
+    """Write the export folder; `key_file` (outside `directory`) turns on pseudonyms."""
+    with Store.open(settings) as store:
+        rows = store.raw_rows(project.name)
+        cursor = store.cursor(project.name)
+    if not rows:
+        raise HektaError(f"the store holds no records of {project.name}: run `hekta-redcap sync`")
+    pseudonyms = Pseudonyms.load_or_create(key_file, export_dir=directory) if key_file else None
+    directory.mkdir(parents=True, exist_ok=True)
+    tables = build_tables(project, rows, shape, language, identifiers, pseudonyms)
+    data = write_tables(tables, fmt, directory)
+    codebook = write_codebook(build_codebook(project, rows, language), directory)
+    report = write_flow(
+        flow(project, rows, as_of or dt.date.today(), language), directory / FLOW_DIR
+    )
+    manifest = write_manifest(
+        directory,
+        project,
+        tables,
+        [*data, *codebook, *report],
+        shape=shape,
+        fmt=fmt,
+        language=language,
+        identifiers=identifiers,
+        pseudonymised=pseudonyms is not None,
+        last_sync=cursor[0] if cursor else None,
+    )
+    names = [f"{t.name} ({len(t.frame)} rows)" for t in tables]
+    return Exported(names, data, codebook, report, manifest)

@@ -1,0 +1,1 @@
+"""Definitions to REDCap's data dictionary and design, and back (import)."""

@@ -1,0 +1,1 @@
+"""Infrastructure every stage uses: errors, settings, the clock, log lines, findings."""

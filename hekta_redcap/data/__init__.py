@@ -1,0 +1,1 @@
+"""The local store and the sync that fills it from REDCap."""

@@ -1,0 +1,1 @@
+"""The instrument and study definitions (the single source of truth) and their scoring."""

@@ -1,0 +1,1 @@
+"""What pushing the definitions would change (plan), and pushing it."""

@@ -1,0 +1,205 @@
+"""The main job end to end, as `./scripts/demo` runs it on a fresh machine.
+
+Each step prints one line of what it did: lint the definitions, compile both projects, start
+the local REDCap-compatible server, create the projects on it through the API (plan and push),
+load a synthetic cohort into the trial project, run one daemon cycle (sync, validation and a
+reminder pass into a file outbox) and summarise what it found: records pulled, data problems
+(with the HTML report), scores, the nurses' follow-up worklist and the reminders it sends; then
+write the analysts' long export with its codebook, CONSORT flow diagram and manifest.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import redcap
+
+from hekta_redcap.analysis.export.job import run_export
+from hekta_redcap.compile.design import compile_design, write_design
+from hekta_redcap.compile.dictionary import compile_project, write_csv
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data.store import Store, now
+from hekta_redcap.definitions.scoring import score_all
+from hekta_redcap.definitions.study import Project, available_projects, load_project
+from hekta_redcap.devtools.cohort import Cohort, generate
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.server import running
+from hekta_redcap.followup import worklist as lists
+from hekta_redcap.followup.channels import FileOutbox
+from hekta_redcap.followup.outbox import Outbox
+from hekta_redcap.followup.reminders import run_pass
+from hekta_redcap.followup.schedule import policy_of, worklist
+from hekta_redcap.followup.sendtime import SendCalendar
+from hekta_redcap.gateway import Gateway
+from hekta_redcap.lint import lint_all
+from hekta_redcap.ops.daemon import run_daemon
+from hekta_redcap.validation.report import overview, overview_line
+
+TRIAL = "hekta"
+COHORT_SIZE = 300
+SUMMARY_SCORES = ("audit_total", "dudit_total", "hscl10_mean", "phq9_total", "swls_total")
+
+
+def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str], None]) -> None:
+    findings = lint_all(root, None, overlay_dir)
+    errors = [f for f in findings if f.severity == "error"]
+    for finding in findings:
+        say(str(finding))
+    if errors:
+        raise HektaError(f"the definitions have {len(errors)} error(s); fix them first")
+    say(f"1. Definitions in {root} lint clean ({len(findings)} warning(s)).")
+
+    projects = [load_project(name, root, overlay_dir) for name in available_projects(root)]
+    for project in projects:
+        target = output / project.name
+        rows = compile_project(project)
+        write_csv(rows, target / "data_dictionary.csv")
+        write_design(compile_design(project), target / "design")
+        say(
+            f"2. {project.name}: {len(rows)} fields in {len(project.forms)} instruments -> "
+            f"{target / 'data_dictionary.csv'} (design files in {target / 'design'})"
+        )
+
+    data_dir = output / "sandbox"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    env_file = output / ".env.sandbox"
+    env_file.unlink(missing_ok=True)
+    store = output / "store.sqlite3"
+    store.unlink(missing_ok=True)
+    with running(data_dir) as server:
+        say(f"3. Local REDCap-compatible server running at {server.url} (data in {data_dir}).")
+        provision(server, projects, env_file)
+        outbox = output / "outbox"
+        shutil.rmtree(outbox, ignore_errors=True)
+        settings = Settings.load(
+            (env_file,),
+            {  # every message goes to a file: nothing leaves the machine
+                "HEKTA_STORE": str(store),
+                "HEKTA_OUTBOX_DIR": str(outbox),
+                "HEKTA_DIGEST_TO": "studiesykepleier@example.org",
+            },
+        )
+        for project in projects:
+            client = redcap.Project(server.url, settings.token(project.name).reveal())
+            say(f"4. {project.name} created on it through the API: {_summary(client, project)}")
+        say(f"   Project URL and tokens are in {env_file} (tokens are never printed).")
+        trial = next(p for p in projects if p.name == TRIAL)
+        cohort = generate(trial, COHORT_SIZE, seed=1)
+        loaded = cohort.load(redcap.Project(server.url, settings.token(TRIAL).reveal()))
+        say(
+            f"5. Synthetic cohort loaded into {TRIAL}: {loaded} participants, {len(cohort.rows)} "
+            f"rows, with {len(cohort.errors)} deliberate data errors."
+        )
+        for line in run_daemon(settings, trial, once=True, reports=output / "reports"):
+            say(f"6. Daemon cycle: {line}")
+        _problems(settings, cohort, say)
+        _scores(settings, trial, say)
+        _followups(settings, trial, output, say)
+    _export(settings, trial, output, say)
+
+
+def _export(settings: Settings, project: Project, output: Path, say: Callable[[str], None]) -> None:
+    """The analysts' long export with its codebook, flow report and manifest."""
+    target = output / "export"
+    shutil.rmtree(target, ignore_errors=True)
+    exported = run_export(settings, project, "long", "csv", target, language="nb")
+    say(f"11. Analyst export (long, CSV, de-identified) in {target}:")
+    for line in exported.summary():
+        say(f"   {line}")
+
+
+def _followups(
+    settings: Settings, project: Project, output: Path, say: Callable[[str], None]
+) -> None:
+    """The nurses' worklist and the reminders: those the daemon's pass wrote to the file outbox,
+    or, when it ran outside sending times, those a pass at the next sending time would send."""
+    policy = policy_of(project)
+    calendar = SendCalendar.from_policy(policy)
+    moment = now()
+    with Store.open(settings) as store:
+        rows = store.raw_rows(project.name)
+        history = Outbox(store, project.name).history()
+        work = worklist(project, rows, history, calendar.day(moment))
+        target = output / "followup"
+        lists.write_csv(work, target / "worklist.csv")
+        html = target / "worklist.html"
+        html.write_text(
+            lists.render_html(project, work, "nb", calendar.day(moment)), encoding="utf-8"
+        )
+        lines = lists.table(project, work, "nb", calendar.day(moment)).splitlines()
+        say(f"9. Follow-up worklist ({len(lines) - 4} to act on; {html}, worklist.csv):")
+        for line in [*lines[:12], *(["   ..."] if len(lines) > 14 else []), lines[-1]]:
+            say(f"   {line}")
+        sent = FileOutbox(Path(settings.require("HEKTA_OUTBOX_DIR")))
+        messages, when = sent.read() if sent.path.exists() else [], "by the daemon's pass"
+        if not any(m["channel"] == "sms" for m in messages):
+            at = calendar.next_allowed(moment)
+            dry = output / "outbox-dry-run"
+            shutil.rmtree(dry, ignore_errors=True)
+            api = Gateway.open(settings, project.name)
+            run_pass(settings, project, store, api, rows, now=at, dry_run=dry)
+            messages, when = FileOutbox(dry).read(), f"by a pass at {at:%d.%m.%Y %H:%M}"
+    kinds = Counter(f"{m['key'].split('/')[3]} by {m['channel']}" for m in messages)
+    say(
+        f"10. Reminders written to the file outbox {when}: "
+        + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none")
+    )
+    sample = next((m for m in messages if m["channel"] == "sms"), None)
+    if sample is not None:
+        say(f"   For example, {sample['key']} says:")
+        for line in sample["body"].splitlines():
+            say(f"   | {line}")
+
+
+def _problems(settings: Settings, cohort: Cohort, say: Callable[[str], None]) -> None:
+    """What the nurses' report holds: errors first (the deliberate ones among them), then the
+    advisory notes by rule."""
+    with Store.open(settings) as store:
+        problems = store.open_problems(TRIAL)
+    view = overview(pd.DataFrame(problems), pd.DataFrame())
+    say(f"7. Data problems for the study nurses: {overview_line(view)}")
+    errors = [p for p in problems if p["severity"] == "error"]
+    for p in errors:
+        say(f"   error: record {p['record']}, {p['event']}, {p['field']}: {p['message_en']}")
+    listed = {(p["record"], p["field"]) for p in problems}
+    found = [e for e in cohort.errors if (e.record, e.field) in listed]
+    say(f"   The validator found {len(found)} of the {len(cohort.errors)} deliberate errors.")
+
+
+def _scores(settings: Settings, project: Project, say: Callable[[str], None]) -> None:
+    """Mean scores per event from the synced store, with how many could be scored."""
+    with Store.open(settings) as store:
+        rows = pd.DataFrame(store.raw_rows(TRIAL), dtype=str).fillna("")
+    scores = score_all(project, rows)
+    events = rows["redcap_event_name"]
+    say("8. Scores from the synced data (mean, n scored):")
+    for name in SUMMARY_SCORES:
+        cells = []
+        for event in dict.fromkeys(events):
+            values = scores.loc[events == event, name].dropna()
+            if len(values):
+                cells.append(f"{event} {values.mean():.1f} (n={len(values)})")
+        say(f"   {name}: " + "; ".join(cells))
+
+
+def _summary(client: redcap.Project, project: Project) -> str:
+    """What REDCap itself now reports about the project, read back with PyCap."""
+    info = client.export_project_info()
+    fields = len(client.export_metadata())
+    if fields != len(compile_project(project)):
+        raise HektaError(f"{project.name}: the server holds {fields} fields, not the definitions'")
+    parts = [
+        f"'{info['project_title']}'",
+        f"{fields} fields",
+        f"{len(client.export_instruments())} instruments",
+    ]
+    if client.is_longitudinal:
+        parts.append(f"{len(client.export_events())} events")
+        repeating = {r["form_name"] for r in client.export_repeating_instruments_events()}
+        parts.append("repeating: " + ", ".join(sorted(repeating)))
+    return ", ".join(parts)
