@@ -139,7 +139,8 @@ def dictionary(
     project: str, output: Path | None, lang: str, root: Path, overlay_dir: Path | None
 ) -> None:
     """Write the project's REDCap data dictionary (CSV, REDCap's 18 columns)."""
-    from hekta_redcap.compile.dictionary import compile_project, to_csv, write_csv
+    from hekta_redcap.compile.dictionary import compile_project
+    from hekta_redcap.redcap.dictionary import to_csv, write_csv
 
     rows = compile_project(_load(project, root, overlay_dir), lang)
     if output is None:

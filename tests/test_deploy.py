@@ -21,13 +21,14 @@ from conftest import LIBRARY, edit
 
 from hekta_redcap.cli import cli
 from hekta_redcap.compile.design import compile_design
-from hekta_redcap.compile.dictionary import COLUMNS, compile_project
+from hekta_redcap.compile.dictionary import compile_project
 from hekta_redcap.core.settings import Token
 from hekta_redcap.definitions.study import load_project
 from hekta_redcap.deploy.plan import study_settings
 from hekta_redcap.deploy.push import create_project
 from hekta_redcap.devtools.sandbox.models import ProjectModel
 from hekta_redcap.devtools.sandbox.server import SandboxServer
+from hekta_redcap.redcap.dictionary import COLUMNS
 
 WRITES = {"import", "delete"}
 

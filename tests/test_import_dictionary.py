@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from hekta_redcap.cli import cli
-from hekta_redcap.compile.dictionary import COLUMNS, read_dictionary
+from hekta_redcap.redcap.dictionary import COLUMNS, read_dictionary
 
 CORPUS = Path(__file__).parent / "fixtures" / "dictionaries"
 HEADER = ",".join(COLUMNS)

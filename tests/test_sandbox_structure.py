@@ -138,7 +138,7 @@ def test_metadata_import_counts_rows_and_labels_new_forms(classic: Handle) -> No
 
 
 def test_metadata_import_accepts_the_data_dictionary_page_header(classic: Handle) -> None:
-    from hekta_redcap.compile.dictionary import CSV_HEADER
+    from hekta_redcap.redcap.dictionary import CSV_HEADER
 
     lines = CLASSIC_DICTIONARY.splitlines()
     page = "\n".join([",".join(f'"{h}"' for h in CSV_HEADER), *lines[1:3]]) + "\n"

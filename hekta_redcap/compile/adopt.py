@@ -24,22 +24,22 @@ from typing import Any
 
 import yaml
 
-from hekta_redcap.compile.dictionary import (
+from hekta_redcap.compile.checks import DictionaryContext, lint_dictionary
+from hekta_redcap.compile.dictionary import compile_field, compile_project
+from hekta_redcap.core.errors import DefinitionError, HektaError, Origin
+from hekta_redcap.core.findings import Finding, Report
+from hekta_redcap.definitions import yamlfile
+from hekta_redcap.definitions.instruments import Instrument
+from hekta_redcap.definitions.study import FORMS_DIR, STUDIES_DIR, available_projects, load_project
+from hekta_redcap.redcap.dictionary import (
     COLUMNS,
     DictionaryFile,
     DictRow,
-    compile_field,
-    compile_project,
     decode,
     parse_dictionary,
     read_dictionary,
 )
-from hekta_redcap.core.errors import DefinitionError, HektaError, Origin
-from hekta_redcap.definitions import yamlfile
-from hekta_redcap.definitions.instruments import Instrument
-from hekta_redcap.definitions.study import FORMS_DIR, STUDIES_DIR, available_projects, load_project
 from hekta_redcap.redcap.fieldtypes import CHOICE_TYPES, parse_choices, slider_labels
-from hekta_redcap.redcap.rules import DictionaryContext, Finding, Report, lint_dictionary
 
 try:  # libyaml's emitter is much faster on large dictionaries
     from yaml import CSafeDumper as _BaseDumper

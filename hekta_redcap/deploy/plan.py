@@ -30,10 +30,11 @@ from typing import Any, Literal
 from xml.etree import ElementTree
 
 from hekta_redcap.compile.design import Design, compile_design
-from hekta_redcap.compile.dictionary import COLUMNS, DictRow, compile_project
+from hekta_redcap.compile.dictionary import compile_project
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.definitions.study import Project
 from hekta_redcap.gateway import Gateway, Live
+from hekta_redcap.redcap.dictionary import COLUMNS, DictRow
 from hekta_redcap.redcap.fieldtypes import (
     CHOICE_TYPES,
     checkbox_column,

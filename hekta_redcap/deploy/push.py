@@ -22,12 +22,12 @@ from pathlib import Path
 
 from hekta_redcap import gateway
 from hekta_redcap.compile.design import write_design
-from hekta_redcap.compile.dictionary import COLUMNS, write_csv
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Token
 from hekta_redcap.definitions.study import Project
 from hekta_redcap.deploy.plan import Plan, study_settings
 from hekta_redcap.gateway import Gateway
+from hekta_redcap.redcap.dictionary import COLUMNS, write_csv
 
 
 def create_project(url: str, super_token: Token, project: Project) -> Token:

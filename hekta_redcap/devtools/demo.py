@@ -20,7 +20,7 @@ import redcap
 
 from hekta_redcap.analysis.export.job import run_export
 from hekta_redcap.compile.design import compile_design, write_design
-from hekta_redcap.compile.dictionary import compile_project, write_csv
+from hekta_redcap.compile.dictionary import compile_project
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.data.store import Store, now
@@ -38,6 +38,7 @@ from hekta_redcap.followup.sendtime import SendCalendar
 from hekta_redcap.gateway import Gateway
 from hekta_redcap.lint import lint_all
 from hekta_redcap.ops.daemon import run_daemon
+from hekta_redcap.redcap.dictionary import write_csv
 from hekta_redcap.validation.report import overview, overview_line
 
 TRIAL = "hekta"

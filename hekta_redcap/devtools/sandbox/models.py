@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from hekta_redcap.compile.design import unique_event_name
-from hekta_redcap.compile.dictionary import COLUMNS
+from hekta_redcap.redcap.dictionary import COLUMNS
 from hekta_redcap.redcap.fieldtypes import checkbox_column, parse_choices
 from hekta_redcap.redcap.names import natural_key
 

@@ -9,13 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hekta_redcap.compile.dictionary import (
-    HEADER_NAMES,
-    REQUIRED_COLUMNS,
-    DictRow,
-    header_key,
-    parse_dictionary,
-)
 from hekta_redcap.core.errors import DefinitionError
 from hekta_redcap.devtools.sandbox.endpoints import Call, endpoint
 from hekta_redcap.devtools.sandbox.models import METADATA_COLUMNS
@@ -26,6 +19,13 @@ from hekta_redcap.devtools.sandbox.wire import (
     parse_data,
     render_count,
     render_rows,
+)
+from hekta_redcap.redcap.dictionary import (
+    HEADER_NAMES,
+    REQUIRED_COLUMNS,
+    DictRow,
+    header_key,
+    parse_dictionary,
 )
 from hekta_redcap.redcap.rules import redcap_refusals
 

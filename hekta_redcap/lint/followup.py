@@ -1,0 +1,138 @@
+"""Study rules on the follow-up: the schedule's events and fields, the tracking form, and the
+reminder policy (contact fields, stop rules, send calendar, templates)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hekta_redcap.compile.checks import DictionaryContext
+from hekta_redcap.core.errors import HektaError
+from hekta_redcap.core.findings import Report
+from hekta_redcap.definitions.model import LANGUAGES
+from hekta_redcap.definitions.study import (
+    Project,
+)
+from hekta_redcap.followup.messages import CHANNELS, TEMPLATES_DIR, template_names
+from hekta_redcap.followup.schedule import state_labels
+from hekta_redcap.followup.sendtime import SendCalendar
+from hekta_redcap.redcap import logic
+
+
+def _schedule(report: Report, project: Project, ctx: DictionaryContext) -> None:
+    """The anchor date field and follow-up events exist and fit together."""
+    study, schedule = project.study, project.study.schedule
+    if schedule is None:
+        return
+    fields = project.field_map()
+    events = {e.unique_name for e in study.events}
+    anchor = fields.get(schedule.anchor_field)
+    if anchor is None:
+        report.error(
+            "schedule",
+            f"anchor field '{schedule.anchor_field}' does not exist",
+            schedule.origin("anchor_field"),
+        )
+    elif not (anchor[1].validation or "").startswith("date"):
+        report.error(
+            "schedule",
+            f"anchor field '{schedule.anchor_field}' must be a date field",
+            schedule.origin("anchor_field"),
+        )
+    if study.longitudinal:
+        if schedule.anchor_event not in events:
+            report.error(
+                "schedule",
+                f"anchor event '{schedule.anchor_event}' is not defined",
+                schedule.origin("anchor_event"),
+            )
+        elif anchor and schedule.anchor_event not in project.events_of(anchor[0].form):
+            report.error(
+                "schedule",
+                f"anchor field '{schedule.anchor_field}' is not collected at "
+                f"'{schedule.anchor_event}'",
+                schedule.origin("anchor_event"),
+            )
+    for i, followup in enumerate(schedule.followups):
+        if followup.event not in events:
+            report.error(
+                "schedule",
+                f"follow-up event '{followup.event}' is not defined",
+                schedule.origin("followups", i),
+            )
+        for form in followup.complete:
+            if form not in project.instruments or followup.event not in project.events_of(form):
+                report.error(
+                    "schedule",
+                    f"completion form '{form}' is not collected at '{followup.event}'",
+                    schedule.origin("followups", i, "complete"),
+                )
+
+
+def _reminders(report: Report, project: Project, ctx: DictionaryContext) -> None:
+    """The reminder policy and tracking form point at fields, events and templates that exist:
+    a reminder that cannot be rendered or addressed would fail at 9 o'clock on a weekday."""
+    study, fields = project.study, project.field_map()
+    schedule, policy = study.schedule, study.reminders
+    tracking = schedule.tracking if schedule else None
+    if tracking is not None:
+        for name in type(tracking).model_fields:
+            value = getattr(tracking, name)
+            if name != "form" and (value not in fields or fields[value][0].form != tracking.form):
+                report.error(
+                    "followup",
+                    f"tracking {name} '{value}' is not a field of '{tracking.form}'",
+                    tracking.origin(name),
+                )
+        try:
+            state_labels(project, "en")
+        except HektaError as exc:
+            report.error("followup", str(exc), tracking.origin("status"))
+    if policy is None:
+        return
+    if schedule is None:
+        report.error("followup", "a reminder policy needs a schedule", policy.origin())
+    try:
+        SendCalendar.from_policy(policy)
+    except HektaError as exc:
+        report.error("followup", exc.message, exc.origin or policy.origin())
+    contact = policy.contact
+    named = {"mobile": (contact.mobile, contact), "email": (contact.email, contact)}
+    if contact.preferred:
+        named["field"] = (contact.preferred.field, contact.preferred)
+    for key, (name, node) in named.items():
+        if name and name not in fields:
+            report.error("followup", f"contact field '{name}' does not exist", node.origin(key))
+    for i, rule in enumerate(policy.stop):
+        try:
+            refs = logic.references(logic.parse(rule.when))
+        except logic.LogicError as exc:
+            report.error("followup", f"stop rule '{rule.reason}': {exc}", policy.origin("stop", i))
+            continue
+        for ref in refs:
+            if ref.field and ref.field not in fields:
+                report.error(
+                    "followup",
+                    f"stop rule '{rule.reason}' reads '{ref.field}', which does not exist",
+                    policy.origin("stop", i),
+                )
+    present = template_names(project.root)
+    wanted = [
+        (s.template or s.name, c) for s in policy.steps if s.to == "participant" for c in CHANNELS
+    ]
+    if policy.digest is not None:
+        wanted.append((policy.digest.template, "email"))
+    for name, channel in wanted:
+        for language in LANGUAGES:
+            if (language, name, channel) not in present:
+                report.error(
+                    "followup",
+                    f"no template {language}/{name}.{channel}.j2 under "
+                    f"{project.root / TEMPLATES_DIR}",
+                    policy.origin("steps"),
+                )
+
+
+FOLLOWUP_RULES: list[Callable[[Report, Project, DictionaryContext], None]] = [
+    _schedule,
+    _reminders,
+]
