@@ -12,13 +12,14 @@ from click.testing import CliRunner
 from conftest import LIBRARY, line_of
 
 from hekta_redcap.cli import cli
-from hekta_redcap.compile.design import compile_design, unique_event_name
+from hekta_redcap.compile.design import compile_design
 from hekta_redcap.compile.dictionary import compile_project
 from hekta_redcap.core.errors import DefinitionError
 from hekta_redcap.definitions.study import load_project
 from hekta_redcap.lint import lint_all
 from hekta_redcap.redcap.dictionary import to_csv
 from hekta_redcap.redcap.fieldtypes import parse_choices
+from hekta_redcap.redcap.names import unique_event_name
 
 REDCAP_COLUMNS = [
     "field_name",

@@ -13,6 +13,7 @@ import responses
 
 from hekta_redcap.devtools.sandbox.faults import PHP_ERROR_PAGE, PROXY_ERROR_PAGE
 from hekta_redcap.gateway import Gateway, Refused, Retry, Unavailable
+from hekta_redcap.gateway.replies import is_survey_link
 
 URL = "https://redcap.example.org/api/"
 TOKEN = "0123456789ABCDEF0123456789ABCDEF"
@@ -136,8 +137,11 @@ def test_text_replies_are_checked_for_their_form(call: str, good: str, bad: str)
 
 def test_survey_links_may_point_at_a_public_host_of_their_own() -> None:
     inside = Gateway("http://10.0.0.5/redcap/api/", TOKEN, survey_base="https://redcap.hf.no/")
-    assert inside._survey_url("https://redcap.hf.no/surveys/?s=HRHJ3RMKFM", "s")
-    assert not inside._survey_url("http://10.0.0.5/redcap/surveys/?s=HRHJ3RMKFM", "s")
+    assert inside.survey_host == "redcap.hf.no"
+    assert is_survey_link("https://redcap.hf.no/surveys/?s=HRHJ3RMKFM", inside.survey_host)
+    assert not is_survey_link("http://10.0.0.5/redcap/surveys/?s=HRHJ3RMKFM", inside.survey_host)
     plain = Gateway("https://redcap.hf.no/redcap/api/", TOKEN)
-    assert plain._survey_url("https://redcap.hf.no/redcap/surveys/?s=HRHJ3RMKFM", "s")
-    assert not plain._survey_url("https://redcap.hf.no/redcap/surveys/?sq=HRHJ3RMKFM", "s")
+    assert is_survey_link("https://redcap.hf.no/redcap/surveys/?s=HRHJ3RMKFM", plain.survey_host)
+    queue = "https://redcap.hf.no/redcap/surveys/?sq=HRHJ3RMKFM"
+    assert not is_survey_link(queue, plain.survey_host)
+    assert is_survey_link(queue, plain.survey_host, "sq")

@@ -26,9 +26,9 @@ from sandbox_support import (
     seed_project,
 )
 
-from hekta_redcap.compile.design import unique_event_name
 from hekta_redcap.devtools.sandbox.models import METADATA_COLUMNS, ProjectModel
 from hekta_redcap.devtools.sandbox.server import SandboxServer
+from hekta_redcap.redcap.names import unique_event_name
 
 ODM_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "redcap-odm"
 CLASSIC_ROWS = dictionary_rows(CLASSIC_DICTIONARY)

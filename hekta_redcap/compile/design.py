@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,6 @@ from hekta_redcap.definitions.model import DEFAULT_LANGUAGE
 from hekta_redcap.definitions.study import Project
 
 Rows = list[dict[str, Any]]
-
-
-def unique_event_name(name: str, arm: int) -> str:
-    """REDCap's unique event name: lowercase, non-alphanumerics to '_', 18 chars, `_arm_N`."""
-    stem = re.sub(r"[^a-z0-9]", "_", name.lower())[:18]
-    return f"{stem}_arm_{arm}"
 
 
 @dataclass

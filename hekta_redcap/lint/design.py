@@ -7,11 +7,11 @@ import re
 from collections.abc import Callable
 
 from hekta_redcap.compile.checks import DictionaryContext, check_logic
-from hekta_redcap.compile.design import unique_event_name
 from hekta_redcap.core.findings import Report
 from hekta_redcap.definitions.study import (
     Project,
 )
+from hekta_redcap.redcap.names import unique_event_name
 
 
 def _label_logic(label: str) -> str:

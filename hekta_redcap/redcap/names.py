@@ -1,6 +1,6 @@
-"""REDCap's names for the columns it adds to a flat record export, and the order it lists
-records in: shared by the local store (which keys and orders exported rows by them) and the
-local REDCap-compatible server (which writes them), so that neither imports the other."""
+"""REDCap's names: the columns it adds to a flat record export, the order it lists records in,
+and how it names events. Shared by the local store (which keys and orders exported rows by
+them), the compiler and the local REDCap-compatible server, so that none imports another."""
 
 from __future__ import annotations
 
@@ -21,3 +21,9 @@ def natural_key(record: str) -> tuple[tuple[int, int, str], ...]:
         for part in re.split(r"(\d+)", record)
         if part != ""
     )
+
+
+def unique_event_name(name: str, arm: int) -> str:
+    """REDCap's unique event name: lowercase, non-alphanumerics to '_', 18 chars, `_arm_N`."""
+    stem = re.sub(r"[^a-z0-9]", "_", name.lower())[:18]
+    return f"{stem}_arm_{arm}"

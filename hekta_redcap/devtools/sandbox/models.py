@@ -24,10 +24,9 @@ from typing import Any
 
 import orjson
 
-from hekta_redcap.compile.design import unique_event_name
 from hekta_redcap.redcap.dictionary import COLUMNS
 from hekta_redcap.redcap.fieldtypes import checkbox_column, parse_choices
-from hekta_redcap.redcap.names import natural_key
+from hekta_redcap.redcap.names import natural_key, unique_event_name
 
 METADATA_COLUMNS = COLUMNS  # REDCap's 18 data dictionary keys, in order
 COMPLETE_CHOICES = (("0", "Incomplete"), ("1", "Unverified"), ("2", "Complete"))

@@ -1,46 +1,39 @@
-"""The one door to a REDCap project: every API call the toolkit makes goes through a `Gateway`,
-with one retry policy, replies checked for what they must be, and failures as one line.
-
-    >>> api = Gateway.open(settings, "hekta")
-    >>> rows = api.export_records(records=["1"], **EXPORT)
-    >>> link = api.survey_link("1", "swls", "followup_6m_arm_1")   # a checked survey URL
-
-Transient, and retried with exponential backoff and jitter (tenacity): an HTTP 5xx (PHP's error
-page, a proxy's 502), a body that fails to decode or arrives cut short, a dropped connection, a
-timeout, and a text reply that is not what its call returns (a survey link that is not a link to
-a survey on the project's REDCap host, a version that is not one). PyCap hands text replies over
-without looking at the HTTP status, so the status is checked on every response and each text
-reply by its form. REDCap's own refusals (its error message, with a 4xx) are not retried: they
-raise `Refused`. When the attempts run out, `Unavailable` names the call and the URL. Both are
-`HektaError`s, shown as one line; neither ever holds the token.
-
-Each retry is logged as one structured line (the call, the attempt, the kind of fault).
-"""
+"""The gateway's client: each API call the toolkit makes, retried by one policy, its reply
+checked (see the package docstring)."""
 
 from __future__ import annotations
 
 import json
-import logging
-import random
-import re
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
-from xml.sax.saxutils import escape
+from urllib.parse import urlsplit
 
 import redcap
 import requests
 import tenacity
 
-from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.logline import line
-from hekta_redcap.core.settings import TOKEN_PATTERN, Settings, Token
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.gateway.replies import (
+    ACCESS_CODE,
+    RECORD_NAME,
+    RETURN_CODE,
+    VERSION,
+    is_survey_link,
+)
+from hekta_redcap.gateway.transport import (
+    TIMEOUT,
+    TRANSIENT,
+    BadReply,
+    Refused,
+    Retry,
+    Unavailable,
+    check_status,
+    fault_in_words,
+    logger,
+    refusal_text,
+)
 
-logger = logging.getLogger("hekta_redcap.gateway")
-
-TIMEOUT = 120  # seconds per API call: large exports and metadata imports are slow on real servers
 # The export every stored row comes from: raw codes, unique event names, each record's data
 # access group, and the survey timestamps the follow-up reads.
 EXPORT: dict[str, Any] = {
@@ -52,87 +45,6 @@ EXPORT: dict[str, Any] = {
 SURVEY_BASE = "REDCAP_SURVEY_URL"  # the survey links' base, when not the API URL's
 ATTEMPTS = "HEKTA_REDCAP_ATTEMPTS"  # attempts per call (default 6)
 BACKOFF = "HEKTA_REDCAP_BACKOFF_SECONDS"  # the first wait between attempts (default 1; doubles)
-
-
-class ServerFault(requests.HTTPError):
-    """The server (or a proxy before it) answered with an HTTP 5xx: nothing REDCap said."""
-
-
-class BadReply(requests.RequestException):
-    """A reply that cannot be what the call returns (an error page, a cut body)."""
-
-
-# What a flaky server or network does; each is worth another attempt.
-TRANSIENT = (
-    json.JSONDecodeError,
-    requests.exceptions.JSONDecodeError,
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-    ServerFault,
-    BadReply,
-)
-
-
-class Unavailable(HektaError):
-    """REDCap kept failing transiently until the attempts ran out."""
-
-    exit_code = 2
-
-
-class Refused(HektaError):
-    """REDCap refused the call with an error message of its own."""
-
-    exit_code = 2
-
-    def __init__(self, message: str, detail: str) -> None:
-        super().__init__(message)
-        self.detail = detail  # REDCap's own words
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Exponential backoff: attempt n waits min(cap, base * factor^(n-1)) seconds, times a
-    random share in [0.5, 1] when `jitter` is set (so many clients do not retry in step)."""
-
-    attempts: int = 6
-    base: float = 1.0
-    factor: float = 2.0
-    cap: float = 30.0
-    jitter: random.Random | None = field(default_factory=random.Random)
-    sleep: Callable[[float], None] = time.sleep
-
-    def delay(self, attempt: int) -> float:
-        wait = min(self.cap, self.base * self.factor ** (attempt - 1))
-        return wait * self.jitter.uniform(0.5, 1.0) if self.jitter else wait
-
-
-class RefusalReply(requests.RequestException):
-    """A 4xx: REDCap (or a proxy before it) refused the request; its text says why."""
-
-
-def _check_status(response: requests.Response, *_: Any, **__: Any) -> None:
-    """A response hook, since PyCap reads a body whatever its status: a 5xx comes from PHP or
-    a proxy (as do 408 and 429: try later), another 4xx is a refusal in REDCap's words."""
-    status = response.status_code
-    if status >= 500 or status in (408, 429):
-        raise ServerFault(f"HTTP {status}", response=response)
-    if status >= 400:
-        raise RefusalReply(_error_text(response.text) or f"HTTP {status}", response=response)
-
-
-def _error_text(body: str) -> str:
-    """REDCap's error message from a reply in JSON, XML or CSV (or a proxy's page), as text."""
-    try:
-        decoded = json.loads(body)
-    except ValueError:
-        decoded = None
-    if isinstance(decoded, dict) and "error" in decoded:
-        return str(decoded["error"])
-    found = re.search(r"<error>(.*?)</error>", body, re.DOTALL | re.IGNORECASE)
-    text = found.group(1) if found else re.sub(r"<[^>]*>", " ", body)
-    return " ".join(text.removeprefix("ERROR:").split())[:300]
 
 
 T = TypeVar("T")
@@ -147,7 +59,7 @@ class Gateway:
         self, url: str, token: str, *, retry: Retry | None = None, survey_base: str | None = None
     ) -> None:
         self.client = redcap.Project(
-            url, token, timeout=TIMEOUT, hooks={"response": [_check_status]}
+            url, token, timeout=TIMEOUT, hooks={"response": [check_status]}
         )
         self.url = url
         self.retry = retry or Retry()
@@ -205,10 +117,10 @@ class Gateway:
             last = exc.last_attempt.exception()
             raise Unavailable(
                 f"REDCap at {self.url}: {name} failed {self.retry.attempts} times "
-                f"(last: {_fault(last)})"
+                f"(last: {fault_in_words(last)})"
             ) from None
         except requests.RequestException as exc:  # PyCap's RedcapError: REDCap said no
-            detail = _detail(exc)
+            detail = refusal_text(exc)
             raise Refused(f"REDCap at {self.url}: {name}: {detail}", detail) from None
 
     def _pycap(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -311,7 +223,7 @@ class Gateway:
         return self.call(
             "export_survey_link",
             lambda: str(bound(record, instrument, event, repeat_instance)).strip(),
-            lambda link: self._survey_url(link, "s"),
+            lambda link: is_survey_link(link, self.survey_host, "s"),
         )
 
     def survey_queue_link(self, record: str) -> str:
@@ -319,7 +231,7 @@ class Gateway:
         return self.call(
             "export_survey_queue_link",
             lambda: str(bound(record)).strip(),
-            lambda link: self._survey_url(link, "sq"),
+            lambda link: is_survey_link(link, self.survey_host, "sq"),
         )
 
     def survey_access_code(
@@ -342,111 +254,7 @@ class Gateway:
             RETURN_CODE.fullmatch,  # type: ignore[arg-type]
         )
 
-    def _survey_url(self, link: str, key: str) -> bool:
-        parts = urlsplit(link)
-        query = parse_qs(parts.query, keep_blank_values=True)
-        return (
-            parts.scheme in ("http", "https")
-            and parts.netloc.lower() == self.survey_host
-            and parts.path.endswith("/surveys/")
-            and list(query) == [key]
-            and len(query[key]) == 1
-            and SURVEY_HASH.fullmatch(query[key][0]) is not None
-            and not parts.fragment
-        )
-
     def _raw(self, payload: dict[str, Any], kind: str) -> Any:
         """A call PyCap has no method for, through PyCap's own request (its error handling,
         its session and this gateway's hooks)."""
         return self.client._call_api({"token": self.client.token, **payload}, kind)  # type: ignore[arg-type]
-
-
-@dataclass
-class Live:
-    """The live project as its API shows it."""
-
-    info: dict[str, Any]
-    metadata: list[dict[str, str]]
-    arms: list[dict[str, Any]]
-    events: list[dict[str, Any]]
-    mapping: list[dict[str, Any]]
-    repeating: list[dict[str, Any]]
-
-    @classmethod
-    def read(cls, api: Gateway) -> Live:
-        info = api.export_project_info()
-        longitudinal = bool(int(info.get("is_longitudinal") or 0))
-        return cls(
-            info=info,
-            metadata=api.export_metadata(),
-            arms=api.export_arms() if longitudinal else [],
-            events=api.export_events() if longitudinal else [],
-            mapping=api.export_instrument_event_mappings() if longitudinal else [],
-            repeating=_repeating(api),
-        )
-
-    @property
-    def in_production(self) -> bool:
-        return bool(int(self.info.get("in_production") or 0))
-
-    @property
-    def longitudinal(self) -> bool:
-        return bool(int(self.info.get("is_longitudinal") or 0))
-
-
-def _repeating(api: Gateway) -> list[dict[str, Any]]:
-    try:
-        return api.export_repeating_instruments_events()
-    except Refused:  # older REDCap: an error when nothing repeats
-        return []
-
-
-# The forms of REDCap's text replies.
-VERSION = re.compile(r"\d+\.\d+\.\d+")
-SURVEY_HASH = re.compile(r"[A-Za-z0-9]{10,32}")  # REDCap makes 10; fewer is a cut link
-ACCESS_CODE = re.compile(r"[A-Za-z0-9]{6,10}")  # 9 characters (numeral codes: 6 digits)
-RETURN_CODE = re.compile(r"[A-Za-z0-9]{6,10}")  # 8 characters
-RECORD_NAME = re.compile(r"[A-Za-z0-9_\-]{1,100}")  # `<n>`, or `<dag id>-<n>` with DAGs
-
-
-def create_project(url: str, super_token: Token, fields: dict[str, Any], name: str) -> Token:
-    """Create an empty project with a super token; returns its API token. Tried once: after a
-    dropped answer the project may exist, and a second attempt would make another."""
-    item = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in fields.items())
-    payload = {
-        "token": super_token.reveal(),
-        "content": "project",
-        "format": "xml",
-        "data": f"<item>{item}</item>",
-    }
-    try:
-        response = requests.post(url, data=payload, timeout=TIMEOUT)
-    except requests.RequestException as exc:
-        raise Unavailable(
-            f"REDCap at {url}: creating project '{name}' failed ({type(exc).__name__}); check in "
-            "REDCap whether it was created before trying again"
-        ) from None
-    token = response.text.strip()[-32:]
-    if response.status_code != 200 or not TOKEN_PATTERN.fullmatch(token):
-        text = " ".join(response.text.split())[:300] or f"HTTP {response.status_code}"
-        raise Refused(f"REDCap at {url} refused to create project '{name}': {text}", text)
-    return Token(token)
-
-
-def _fault(exc: BaseException | None) -> str:
-    """A transient fault in words, without anything the reply held."""
-    kind = type(exc).__name__
-    if isinstance(exc, ServerFault):
-        return str(exc)
-    if isinstance(exc, requests.Timeout):
-        return f"no answer in time ({kind})"
-    if isinstance(exc, requests.ConnectionError):
-        return f"cannot connect ({kind})"
-    return kind
-
-
-def _detail(exc: requests.RequestException) -> str:
-    """REDCap's error message in one line (PyCap raises it with the decoded reply)."""
-    first = exc.args[0] if exc.args else None
-    text = first["error"] if isinstance(first, dict) and "error" in first else str(first or "")
-    return _error_text(text) or type(exc).__name__
