@@ -1,0 +1,97 @@
+"""Commands for analysts: export."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    pass
+
+from hekta_redcap.cli.common import (
+    definition_options,
+    lang_option,
+    load,
+    project_option,
+)
+
+
+@click.command("export")
+@project_option
+@click.option(
+    "--shape",
+    type=click.Choice(["long", "wide", "instruments"]),
+    default="long",
+    show_default=True,
+    help="long: a row per participant and event; wide: a row per participant; instruments: a "
+    "table per instrument.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet", "sav", "dta", "xlsx"]),
+    default="csv",
+    show_default=True,
+    help="File format of the tables.",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder.",
+)
+@click.option(
+    "--pseudonyms",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Replace record ids by stable pseudonyms kept in this key file (outside the folder).",
+)
+@click.option(
+    "--include-identifiers",
+    is_flag=True,
+    help="Keep fields flagged identifier (names, phone, national id...); the manifest says so.",
+)
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The day the flow report counts follow-ups due by (default: today).",
+)
+@lang_option
+@definition_options
+@click.pass_context
+def export_command(
+    ctx: click.Context,
+    project: str,
+    shape: str,
+    fmt: str,
+    output: Path,
+    key_file: Path | None,
+    include_identifiers: bool,
+    as_of: dt.datetime | None,
+    lang: str,
+    root: Path,
+    overlay_dir: Path | None,
+) -> None:
+    """Typed, labelled, scored and de-identified tables from the local store, with the
+    codebook, the CONSORT flow and retention report and a manifest (docs/exports.md)."""
+    from hekta_redcap.analysis.export.job import run_export
+
+    exported = run_export(
+        ctx.obj,
+        load(project, root, overlay_dir),
+        shape,  # type: ignore[arg-type]
+        fmt,  # type: ignore[arg-type]
+        output,
+        language=lang,  # type: ignore[arg-type]
+        identifiers=include_identifiers,
+        key_file=key_file,
+        as_of=as_of.date() if as_of else None,
+    )
+    for line in exported.summary():
+        click.echo(line)
+    if include_identifiers:
+        click.echo("This export holds identifying data: keep it where the study's key is kept.")
