@@ -17,8 +17,9 @@ from click.testing import CliRunner
 from conftest import LIBRARY, REPO
 
 from hekta_redcap.cli import cli
+from hekta_redcap.core.clock import now
 from hekta_redcap.core.settings import Settings
-from hekta_redcap.data.store import Store, now
+from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.study import load_project
 from hekta_redcap.devtools.provision import provision
 from hekta_redcap.devtools.sandbox.server import SandboxServer

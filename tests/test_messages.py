@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from conftest import LIBRARY
 
+from hekta_redcap.core.clock import format_date
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.followup.messages import (
     FORBIDDEN_WORDS,
     Rendered,
     check_text,
-    format_date,
     render,
     template_names,
 )

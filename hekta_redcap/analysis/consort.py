@@ -43,11 +43,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from hekta_redcap.core.clock import shown_date
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.definitions.instruments import Field, Instrument
 from hekta_redcap.definitions.model import LANGUAGES
 from hekta_redcap.definitions.study import Followup, Project, Schedule
-from hekta_redcap.followup.messages import shown_date
 from hekta_redcap.followup.schedule import (
     anchor_dates,
     completed,

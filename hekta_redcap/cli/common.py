@@ -98,7 +98,7 @@ def log_lines() -> None:
 
 def moment(value: dt.datetime | None) -> dt.datetime:
     """A `--now` value (tests pin the clock with it) or the current time, aware."""
-    from hekta_redcap.data.store import now
+    from hekta_redcap.core.clock import now
 
     if value is None:
         return now()

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from hekta_redcap.core.clock import now, parse, stamp
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.redcap.names import EVENT, REPEAT_INSTANCE, REPEAT_INSTRUMENT, natural_key
@@ -68,15 +69,6 @@ Key = tuple[str, str, str, int]  # record, event, repeat instrument, instance
 # which problem it is, so that it keeps its first-seen time across validation runs.
 PROBLEM_KEYS = ("record", "event", "instance", "instrument", "field", "rule", "severity")
 PROBLEM_IDENTITY = ("record", "event", "instance", "field", "rule")
-
-
-def now() -> dt.datetime:
-    """The local time, aware, to the second: the clock every stored time is read from."""
-    return dt.datetime.now().astimezone().replace(microsecond=0)
-
-
-def stamp(moment: dt.datetime) -> str:
-    return moment.isoformat(timespec="seconds")
 
 
 def row_key(record: str, row: Mapping[str, Any]) -> Key:
@@ -472,7 +464,7 @@ class Store:
             (project, n),
         )
         return [
-            SyncRun(*r[:3], _moment(r[3]), _moment(r[4]), *r[5:])  # type: ignore[misc]
+            SyncRun(*r[:3], parse(r[3]), parse(r[4]), *r[5:])  # type: ignore[misc]
             for r in found
         ]
 
@@ -481,7 +473,7 @@ class Store:
         found = self.conn.execute(
             "SELECT cursor, dictionary_hash FROM sync_state WHERE project = ?", (project,)
         ).fetchone()
-        return (_moment(found[0]), found[1]) if found else None
+        return (parse(found[0]), found[1]) if found else None
 
     def project_info(self, project: str) -> dict[str, Any]:
         """REDCap's project information as the last successful run read it ({}: never)."""
@@ -497,7 +489,7 @@ class Store:
             "outcome = 'ok'",
             (project,),
         ).fetchone()[0]
-        return _moment(found) if found else None
+        return parse(found) if found else None
 
     # -- validation ------------------------------------------------------------------------
 
@@ -625,7 +617,7 @@ class Store:
         found = self.conn.execute(sql + " ORDER BY beat DESC LIMIT 1", args).fetchone()
         if not found:
             return None
-        return Heartbeat(*found[:3], _moment(found[3]), _moment(found[4]), found[5])
+        return Heartbeat(*found[:3], parse(found[3]), parse(found[4]), found[5])
 
     def check(self) -> list[str]:
         """What is wrong with the file and its invariants (empty: consistent): SQLite's
@@ -660,10 +652,6 @@ class Store:
             )
         ]
         return problems
-
-
-def _moment(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
 
 
 def _text(value: Any) -> str:

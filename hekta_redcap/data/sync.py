@@ -56,10 +56,11 @@ from typing import Any, NoReturn
 import click
 import orjson
 
+from hekta_redcap.core.clock import now
 from hekta_redcap.core.errors import ConfigError, HektaError
 from hekta_redcap.core.logline import line
 from hekta_redcap.core.settings import Settings
-from hekta_redcap.data.store import Staged, Store, SyncRun, now, row_key
+from hekta_redcap.data.store import Staged, Store, SyncRun, row_key
 from hekta_redcap.gateway import EXPORT, Gateway, Live, Retry
 
 logger = logging.getLogger("hekta_redcap.data.sync")

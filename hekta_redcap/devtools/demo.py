@@ -21,9 +21,10 @@ import redcap
 from hekta_redcap.analysis.export.job import run_export
 from hekta_redcap.compile.design import compile_design, write_design
 from hekta_redcap.compile.dictionary import compile_project
+from hekta_redcap.core.clock import local, now
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Settings
-from hekta_redcap.data.store import Store, now
+from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.scoring import score_all
 from hekta_redcap.definitions.study import Project, available_projects, load_project
 from hekta_redcap.devtools.cohort import Cohort, generate
@@ -144,7 +145,7 @@ def _followups(
             shutil.rmtree(dry, ignore_errors=True)
             api = Gateway.open(settings, project.name)
             run_pass(settings, project, store, api, rows, now=at, dry_run=dry)
-            messages, when = FileOutbox(dry).read(), f"by a pass at {at:%d.%m.%Y %H:%M}"
+            messages, when = FileOutbox(dry).read(), f"by a pass at {local(at):%d.%m.%Y %H:%M}"
     kinds = Counter(f"{m['key'].split('/')[3]} by {m['channel']}" for m in messages)
     say(
         f"10. Reminders written to the file outbox {when}: "

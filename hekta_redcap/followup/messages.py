@@ -14,7 +14,6 @@ words that would hint at what the study is about (see `FORBIDDEN_WORDS`).
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import re
 import traceback
@@ -24,6 +23,7 @@ from typing import Any
 
 import jinja2
 
+from hekta_redcap.core.clock import format_date
 from hekta_redcap.core.errors import HektaError, Origin
 
 TEMPLATES_DIR = "templates"
@@ -92,20 +92,6 @@ def template_names(root: Path) -> set[tuple[str, str, str]]:
 def check_text(text: str, language: str) -> list[str]:
     """The forbidden words in `text`, as written there, in order of appearance."""
     return [match.group(0) for match in _forbidden(language).finditer(text)]
-
-
-def format_date(value: dt.date | str) -> str:
-    """A date as people read it here: day.month.year (`dd.mm.yyyy`)."""
-    if isinstance(value, str):
-        value = dt.date.fromisoformat(value)
-    if not isinstance(value, dt.date):
-        raise TypeError(f"the date filter needs a date, got {type(value).__name__}")
-    return value.strftime("%d.%m.%Y")
-
-
-def shown_date(day: dt.date, language: str) -> str:
-    """A date for people in `language`: dd.mm.yyyy in bokmål, ISO 8601 in English."""
-    return format_date(day) if language == "nb" else day.isoformat()
 
 
 @functools.cache

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from hekta_redcap.core.clock import stamp
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.data.store import Store
-from hekta_redcap.data.store import stamp as _stamp
 from hekta_redcap.followup.channels import Channel, Message, NotSent
 from hekta_redcap.followup.schedule import HISTORY, MAX_ATTEMPTS, TAKEN
 
@@ -73,12 +73,6 @@ def deliver(channel: Channel, message: Message) -> tuple[str, str]:
         return "failed", str(exc)
     except Exception as exc:
         return "maybe_sent", f"outcome unknown: {type(exc).__name__}"
-
-
-def stamp(moment: dt.datetime) -> str:
-    """Times in UTC, so that the text compares in time order whatever zone wrote it (the daily
-    cap compares them)."""
-    return _stamp(moment.astimezone(dt.UTC))
 
 
 class Outbox:

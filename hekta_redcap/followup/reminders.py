@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from hekta_redcap.core.clock import shown_time
 from hekta_redcap.core.errors import ConfigError, HektaError
 from hekta_redcap.core.logline import line
 from hekta_redcap.core.settings import Settings
@@ -133,7 +134,7 @@ def run_pass(
     if channels is None:
         channels = Channels.file(dry_run) if dry_run else Channels.from_settings(settings)
     if not calendar.allowed(now):
-        result.quiet = f"outside sending times until {calendar.next_allowed(now):%Y-%m-%d %H:%M}"
+        result.quiet = f"outside sending times until {shown_time(calendar.next_allowed(now))}"
         return result
     today = calendar.day(now)
     history = box.history()

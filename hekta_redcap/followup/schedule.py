@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from hekta_redcap.core.clock import shown_date
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.definitions.study import (
     Followup,
@@ -52,7 +53,6 @@ from hekta_redcap.definitions.study import (
     Schedule,
 )
 from hekta_redcap.followup.channels import InvalidContact, normalise_email, normalise_phone
-from hekta_redcap.followup.messages import shown_date
 from hekta_redcap.redcap import logic
 from hekta_redcap.redcap.logic_frame import evaluate_frame, truth
 

@@ -21,8 +21,8 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from hekta_redcap.core.clock import shown_date
 from hekta_redcap.definitions.study import Project
-from hekta_redcap.followup.messages import shown_date
 from hekta_redcap.followup.schedule import COLUMNS, state_labels
 
 CSV_COLUMNS = (*COLUMNS, "state", "reminders_sent", "next_action", "dag", "stop_reason")

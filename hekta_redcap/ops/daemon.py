@@ -31,11 +31,12 @@ from pathlib import Path
 import pandas as pd
 import schedule
 
+from hekta_redcap.core.clock import local, now, shown_time
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.logline import line
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.data import sync
-from hekta_redcap.data.store import Store, now
+from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.study import Project
 from hekta_redcap.followup.outbox import Outbox
 from hekta_redcap.followup.reminders import remind
@@ -299,7 +300,7 @@ class Status:
                 f"(hekta-redcap outbox --project {project})"
             )
         lines.append("  last runs:" if self.runs else "  no sync runs yet")
-        lines += [f"    {r.started:%Y-%m-%d %H:%M} {r.outcome:6} {r.summary()}" for r in self.runs]
+        lines += [f"    {shown_time(r.started)} {r.outcome:6} {r.summary()}" for r in self.runs]
         return "\n".join(lines)
 
 
@@ -318,7 +319,11 @@ def status(
             and beat.state != "stopped"
             and (now() - beat.beat < ALIVE_WITHIN or _running_here(beat.pid))
         )
-        shown = f"last beat {beat.beat:%Y-%m-%d %H:%M:%S}, {beat.state}" if beat else "no heartbeat"
+        shown = (
+            f"last beat {local(beat.beat):%Y-%m-%d %H:%M:%S}, {beat.state}"
+            if beat
+            else "no heartbeat"
+        )
         checks = len(Outbox(store, project).needing_a_person())
         notes = notices(definitions, store.project_info(project), "en") if definitions else []
         problems = pd.DataFrame(store.open_problems(project))
