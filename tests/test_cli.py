@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from conftest import LIBRARY, REPO, edit, line_of
 
@@ -86,6 +87,7 @@ def test_the_command_line_and_sync_load_lean() -> None:
         assert done.stdout.split() == [], f"importing {module} loads {done.stdout}"
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_on_the_local_server(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -93,6 +93,7 @@ def test_a_dead_daemons_lock_is_taken_over(trial: Settings) -> None:
             assert json.loads(taken.read_text())["pid"] == os.getpid()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_after_the_current_step(trial: Settings, tmp_path: Path) -> None:
     env = {**os.environ, **trial.values, "PYTHONPATH": str(REPO), "HEKTA_SYNC_MINUTES": "60"}
     daemon = subprocess.Popen(
@@ -182,6 +183,7 @@ def _starter(tmp_path: Path, trial: Settings) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 def test_starters_racing_for_a_stale_lock_never_both_win(trial: Settings, tmp_path: Path) -> None:
     """Eight starters, released at once onto a lock file left by a dead daemon: one wins."""
     with Store.open(trial) as store:

@@ -107,6 +107,8 @@ for line in sys.stdin:
     print(json.dumps({"code": os.waitstatus_to_exitcode(status)}), flush=True)
 """
 
+pytestmark = pytest.mark.slow  # subprocess runs under faults and kills
+
 
 @dataclass
 class Gateway:

@@ -479,6 +479,7 @@ def passes(first: dt.date, last: dt.date) -> list[dt.datetime]:
     return moments
 
 
+@pytest.mark.slow
 def test_weeks_of_passes_hold_the_cap_the_calendar_and_the_catch_up_rule(
     make_trial: Callable[..., Trial],
     providers: dict[str, str],

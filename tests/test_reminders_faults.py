@@ -33,6 +33,8 @@ from hekta_redcap.gateway import Gateway
 DAY = dt.date(2026, 9, 1)  # a Tuesday: every 6-month window opens today
 PEOPLE = [opening_on(str(n), DAY, "sms") for n in range(1, 13)]
 
+pytestmark = pytest.mark.slow  # subprocess runs under faults and kills
+
 
 @pytest.fixture
 def trial(sandbox: SandboxServer, tmp_path: Path) -> Iterator[Settings]:

@@ -238,6 +238,7 @@ def test_retry_backs_off_exponentially_up_to_a_cap() -> None:
     assert all(0.5 * fixed.delay(n) <= jittered.delay(n) <= fixed.delay(n) for n in range(1, 6))
 
 
+@pytest.mark.slow
 def test_sync_killed_at_random_points_leaves_a_consistent_store(
     trial: Trial, tmp_path: Path
 ) -> None:
