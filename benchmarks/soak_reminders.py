@@ -64,24 +64,24 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from local_server import COMMAND, server_process
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 import hekta_redcap
-from hekta_redcap.channels import Message
-from hekta_redcap.config import Settings
-from hekta_redcap.design import unique_event_name
-from hekta_redcap.followup import MAX_ATTEMPTS
+from hekta_redcap.core.settings import Settings
+from hekta_redcap.data.store import Store, row_key
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.faults import KINDS
+from hekta_redcap.devtools.sandbox.server import DATABASE, running
+from hekta_redcap.followup.channels import Message
+from hekta_redcap.followup.schedule import MAX_ATTEMPTS
 from hekta_redcap.gateway import EXPORT, Gateway
-from hekta_redcap.sandbox.faults import KINDS
-from hekta_redcap.sandbox.provision import provision
-from hekta_redcap.sandbox.server import DATABASE, running
-from hekta_redcap.store import Store, row_key
-from hekta_redcap.study import load_project
+from hekta_redcap.redcap.names import unique_event_name
 
 # the definitions beside the code under test (PYTHONPATH may point at another checkout)
 DEFINITIONS = Path(hekta_redcap.__file__).resolve().parents[1] / "instruments"
-COMMAND = str(Path(sys.executable).with_name("hekta-redcap"))
 OSLO = ZoneInfo("Europe/Oslo")
 M6 = "followup_6m_arm_1"
 SEND_HOURS = (dt.time(9), dt.time(20))  # hekta.yaml: send_from, send_until
@@ -189,22 +189,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextmanager
-def server_process(data: Path, port: int, rate: float, seed: int, log: Path) -> Iterator[str]:
-    """`hekta-redcap sandbox` on `port` with faults, in its own process; yields its URL."""
-    argv = [COMMAND, "sandbox", "--port", str(port), "--data", str(data)]
-    argv += ["--fault-rate", str(rate), "--fault-kinds", ",".join(KINDS), "--fault-seed", str(seed)]
-    with log.open("a") as errors:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # "Local REDCap-compatible server at <url> (...)"
-        if " at " not in line:
-            raise SystemExit(f"the server did not start: {line!r}; see {log}")
-        yield line.split(" at ", 1)[1].split()[0]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def faults(rate: float, seed: int) -> list[str]:
+    """The server's options for `rate` faults of every kind, seeded."""
+    return ["--fault-rate", str(rate), "--fault-kinds", ",".join(KINDS), "--fault-seed", str(seed)]
 
 
 # -- the trial --------------------------------------------------------------------------------
@@ -488,11 +475,11 @@ def main() -> int:
         )
 
         server_log = logs / "server.err"
-        with server_process(data, port, 0.0, args.seed, server_log):
+        with server_process(data, *faults(0.0, args.seed), port=port, log=server_log):
             first = Run(0, "sync", None)
             execute(first, work, env, logs, sms)
             print(describe(first), flush=True)
-        with server_process(data, port, args.fault_rate, args.seed, server_log):
+        with server_process(data, *faults(args.fault_rate, args.seed), port=port, log=server_log):
             armed: int | None = None  # an in-flight kill whose pass sent too few messages
             for run in runs:
                 idle = run.kill_after is None and run.kill_at_message is None
@@ -508,7 +495,7 @@ def main() -> int:
             for n, c in enumerate(("sync", "remind", "sync"), 1)
         ]
         print("faults off:", flush=True)
-        with server_process(data, port, 0.0, args.seed, server_log):
+        with server_process(data, *faults(0.0, args.seed), port=port, log=server_log):
             for run in closing:
                 execute(run, work, env, logs, sms)
                 print(describe(run), flush=True)

@@ -31,11 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import redcap
+from local_server import COMMAND, server_process
 
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.data.sync import EXPORT
@@ -44,7 +44,6 @@ from hekta_redcap.devtools.cohort import generate
 from hekta_redcap.devtools.provision import SANDBOX_ENV, provision
 from hekta_redcap.devtools.sandbox.server import running
 
-COMMAND = str(Path(sys.executable).with_name("hekta-redcap"))
 # The floor's process: PyCap alone, the URL and token from the environment (not the command line).
 BARE_EXPORT = (
     "import os, redcap; "
@@ -53,21 +52,6 @@ BARE_EXPORT = (
 )
 TARGETS = {"startup": 0.25, "full": 1.5, "incremental": 0.34}
 BASELINE = "baseline_arm_1"
-
-
-@contextmanager
-def server_process(data: Path) -> Iterator[str]:
-    """`hekta-redcap sandbox` on a free port in its own process; yields its URL."""
-    process = subprocess.Popen(
-        [COMMAND, "sandbox", "--port", "0", "--data", str(data)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # "Local REDCap-compatible server at <url> (...)"
-        yield line.split(" at ", 1)[1].split()[0]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:

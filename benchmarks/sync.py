@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import redcap
+from local_server import server_process
 
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.data import sync
@@ -40,24 +38,8 @@ from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.study import load_project
 from hekta_redcap.devtools.cohort import generate
 from hekta_redcap.devtools.provision import provision
-from hekta_redcap.devtools.sandbox.server import SUPER_TOKEN_FILE
-
-
-@contextmanager
-def server_process(data: Path) -> Iterator[str]:
-    """`hekta-redcap sandbox` on a free port in its own process; yields its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hekta_redcap", "sandbox", "--port", "0", "--data", str(data)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # "Local REDCap-compatible server at <url> (...)"
-        yield line.split(" at ", 1)[1].split()[0]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+from hekta_redcap.devtools.sandbox.server import running
+from hekta_redcap.gateway import EXPORT
 
 
 def seconds(timing: tuple[float, Any]) -> float:
@@ -83,45 +65,47 @@ def main() -> None:
     parser.add_argument("--workers", type=int)
     args = parser.parse_args()
     project = load_project("hekta")
-    with tempfile.TemporaryDirectory() as tmp, server_process(Path(tmp) / "server") as url:
+    with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        super_token = (root / "server" / SUPER_TOKEN_FILE).read_text().strip()
-        provision(url, super_token, [project], root / ".env")
+        with running(root / "server") as server:  # provisioned in-process, then served apart
+            provision(server, [project], root / ".env")
         settings = Settings.load((root / ".env",), {})
-        client = redcap.Project(url, settings.token("hekta").reveal())
-        built, cohort = timed(lambda: generate(project, args.participants, seed=1))
-        loaded, _ = timed(lambda: cohort.load(client))
+        with server_process(root / "server") as url:
+            settings = Settings({**settings.values, "REDCAP_API_URL": url})
+            client = redcap.Project(url, settings.token("hekta").reveal())
+            built, cohort = timed(lambda: generate(project, args.participants, seed=1))
+            loaded, _ = timed(lambda: cohort.load(client))
 
-        def full_sync(name: str) -> sync.SyncResult:
-            with Store(root / f"{name}.sqlite3") as store:
-                return sync.run(
-                    settings, "hekta", store=store, progress=False,
-                    batch_size=args.batch_size, workers=args.workers,
-                )  # fmt: skip
+            def full_sync(name: str) -> sync.SyncResult:
+                with Store(root / f"{name}.sqlite3") as store:
+                    return sync.run(
+                        settings, "hekta", store=store, progress=False,
+                        batch_size=args.batch_size, workers=args.workers,
+                    )  # fmt: skip
 
-        def incremental_sync() -> sync.SyncResult:
-            with Store(root / "full.sqlite3") as store:
-                return sync.run(
-                    settings, "hekta", store=store, progress=False, overlap=dt.timedelta(0)
-                )
+            def incremental_sync() -> sync.SyncResult:
+                with Store(root / "full.sqlite3") as store:
+                    return sync.run(
+                        settings, "hekta", store=store, progress=False, overlap=dt.timedelta(0)
+                    )
 
-        floors, fulls = [], []
-        for name in ("full", "full2", "full3"):  # interleaved: load from elsewhere hits both
-            floors.append(timed(lambda: client.export_records(**sync.EXPORT)))
-            fulls.append(timed(partial(full_sync, name)))
-        (floor, rows), (full, first) = min(floors, key=seconds), min(fulls, key=seconds)
-        years = {r["record_id"]: r["demo_birth_year"] for r in rows if r["demo_birth_year"]}
-        incrementals = []
-        for offset in range(len(fulls)):
-            changed = cohort.participants[offset::100]  # 1%, each to a new value
-            client.import_records([one_change(r, years.get(r, "")) for r in changed])
-            time.sleep(1.02 - time.time() % 1)  # change times are to the second, as the cursor
-            incrementals.append(timed(incremental_sync))
-        incremental, second = min(incrementals, key=seconds)
-        tracemalloc.start()
-        full_sync("memory")
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+            floors, fulls = [], []
+            for name in ("full", "full2", "full3"):  # interleaved: load from elsewhere hits both
+                floors.append(timed(lambda: client.export_records(**EXPORT)))
+                fulls.append(timed(partial(full_sync, name)))
+            (floor, rows), (full, first) = min(floors, key=seconds), min(fulls, key=seconds)
+            years = {r["record_id"]: r["demo_birth_year"] for r in rows if r["demo_birth_year"]}
+            incrementals = []
+            for offset in range(len(fulls)):
+                changed = cohort.participants[offset::100]  # 1%, each to a new value
+                client.import_records([one_change(r, years.get(r, "")) for r in changed])
+                time.sleep(1.02 - time.time() % 1)  # change times are to the second, as the cursor
+                incrementals.append(timed(incremental_sync))
+            incremental, second = min(incrementals, key=seconds)
+            tracemalloc.start()
+            full_sync("memory")
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
     records = len(cohort.participants)
     print(f"project: hekta, {records:,} participants, {len(rows):,} rows x {len(rows[0])} columns")
     print(f"  generate cohort:                   {built:>8.2f} s   load via API: {loaded:.2f} s")
