@@ -65,3 +65,38 @@ def test_token_never_shows_its_value() -> None:
     with pytest.raises(ValueError) as caught:
         raise ValueError(f"request failed for {token}")
     assert TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"HEKTA_SYNC_WORKERS": "0"}, "HEKTA_SYNC_WORKERS must be at least 1"),
+        (
+            {"HEKTA_SYNC_OVERLAP_MINUTES": "ten"},
+            "HEKTA_SYNC_OVERLAP_MINUTES must be a whole number",
+        ),
+        ({"HEKTA_REMIND_MINUTES": "1.5"}, "HEKTA_REMIND_MINUTES must be a whole number"),
+        ({"HEKTA_REDCAP_BACKOFF_SECONDS": "-1"}, "HEKTA_REDCAP_BACKOFF_SECONDS must be at least 0"),
+        ({"HEKTA_SMTP_PORT": "70000"}, "HEKTA_SMTP_PORT must be at most 65535"),
+        ({"HEKTA_SMS_TIMEOUT": "0"}, "HEKTA_SMS_TIMEOUT must be a positive number"),
+    ],
+)
+def test_malformed_settings_are_refused_on_loading_by_name(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.load((), environ)
+    assert str(caught.value) == f"{message} (see .env.example)"
+
+
+def test_settings_are_typed_with_their_defaults_and_blanks_unset() -> None:
+    settings = Settings.load((), {"HEKTA_SYNC_WORKERS": "4", "HEKTA_SMTP_USER": "  "})
+    assert (settings.sync_workers, settings.sync_batch_size, settings.remind_minutes) == (
+        4,
+        1000,
+        15,
+    )
+    assert settings.smtp_user is None and settings.get("HEKTA_SMTP_USER") is None
+    assert settings.store == Path("var/hekta.sqlite3")
+    secret = Settings.load((), {"HEKTA_SMS_PASSWORD": "pa55word"}).sms_password
+    assert secret is not None and secret.reveal() == "pa55word" and "pa55word" not in repr(secret)

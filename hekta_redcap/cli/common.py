@@ -39,15 +39,11 @@ def definition_options(command: Callable[..., Any]) -> Callable[..., Any]:
         from hekta_redcap.definitions.study import default_root
 
         settings: Settings = click.get_current_context().obj
-        root = definitions or _path(settings.get("HEKTA_DEFINITIONS")) or default_root()
-        overlay = overlay_dir or _path(settings.get("HEKTA_OVERLAY_DIR"))
+        root = definitions or settings.definitions or default_root()
+        overlay = overlay_dir or settings.overlay_dir
         return command(*args, root=root, overlay_dir=overlay, **kw)
 
     return wrapper
-
-
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
 
 
 def load(project: str, root: Path, overlay_dir: Path | None) -> Project:

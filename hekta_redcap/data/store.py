@@ -62,7 +62,6 @@ from hekta_redcap.redcap.names import EVENT, REPEAT_INSTANCE, REPEAT_INSTRUMENT,
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_PATH = Path("var/hekta.sqlite3")
 BUSY_TIMEOUT_MS = 60_000
 Key = tuple[str, str, str, int]  # record, event, repeat instrument, instance
 # The problem table's columns taken from each problem (in table order), and those that say
@@ -254,7 +253,7 @@ class Store:
     @classmethod
     def open(cls, settings: Settings) -> Store:
         """The store named by `HEKTA_STORE` (default `var/hekta.sqlite3`)."""
-        return cls(Path(settings.get("HEKTA_STORE") or DEFAULT_PATH))
+        return cls(settings.store)
 
     def close(self) -> None:
         self.conn.close()

@@ -57,19 +57,13 @@ import click
 import orjson
 
 from hekta_redcap.core.clock import now
-from hekta_redcap.core.errors import ConfigError, HektaError
+from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.logline import line
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.data.store import Staged, Store, SyncRun, row_key
 from hekta_redcap.gateway import EXPORT, Gateway, Live, Retry
 
 logger = logging.getLogger("hekta_redcap.data.sync")
-
-# (setting, default) for each of run()'s knobs
-OVERLAP = ("HEKTA_SYNC_OVERLAP_MINUTES", 10)
-RECONCILE = ("HEKTA_SYNC_RECONCILE_HOURS", 24)
-BATCH_SIZE = ("HEKTA_SYNC_BATCH_SIZE", 1000)
-WORKERS = ("HEKTA_SYNC_WORKERS", 2)
 
 
 class SyncFailed(HektaError):
@@ -109,16 +103,6 @@ def _deleted_records(entries: list[dict[str, Any]]) -> set[str]:
 SyncResult = SyncRun
 
 
-def _setting(settings: Settings, knob: tuple[str, int]) -> int:
-    name, default = knob
-    text = settings.get(name)
-    if text is None:
-        return default
-    if not text.isdigit():
-        raise ConfigError(f"{name} must be a whole number")
-    return int(text)
-
-
 def run(
     settings: Settings,
     project: str,
@@ -138,14 +122,14 @@ def run(
     sync = _Sync(
         settings,
         project,
-        overlap=dt.timedelta(minutes=_setting(settings, OVERLAP)) if overlap is None else overlap,
+        overlap=dt.timedelta(minutes=settings.sync_overlap_minutes) if overlap is None else overlap,
         reconcile_every=(
-            dt.timedelta(hours=_setting(settings, RECONCILE))
+            dt.timedelta(hours=settings.sync_reconcile_hours)
             if reconcile_every is None
             else reconcile_every
         ),
-        batch_size=max(1, _setting(settings, BATCH_SIZE) if batch_size is None else batch_size),
-        workers=max(1, _setting(settings, WORKERS) if workers is None else workers),
+        batch_size=max(1, settings.sync_batch_size if batch_size is None else batch_size),
+        workers=max(1, settings.sync_workers if workers is None else workers),
         retry=retry or Retry(),
         progress=sys.stderr.isatty() if progress is None else progress,
     )

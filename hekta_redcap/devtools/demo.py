@@ -137,7 +137,7 @@ def _followups(
         say(f"9. Follow-up worklist ({len(lines) - 4} to act on; {html}, worklist.csv):")
         for line in [*lines[:12], *(["   ..."] if len(lines) > 14 else []), lines[-1]]:
             say(f"   {line}")
-        sent = FileOutbox(Path(settings.require("HEKTA_OUTBOX_DIR")))
+        sent = FileOutbox(settings.outbox_dir or output / "outbox")
         messages, when = sent.read() if sent.path.exists() else [], "by the daemon's pass"
         if not any(m["channel"] == "sms" for m in messages):
             at = calendar.next_allowed(moment)

@@ -177,27 +177,6 @@ def _scrub(text: str | bytes, limit: int = 120, secrets: tuple[Token, ...] = ())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# -- settings ----------------------------------------------------------------------------------
-
-
-def _number(settings: Settings, name: str, default: float, *, whole: bool = False) -> float:
-    text = settings.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text) if whole else float(text)
-    except ValueError:
-        value = 0
-    if not value > 0:
-        raise ConfigError(f"{name} must be a positive {'whole ' if whole else ''}number")
-    return value
-
-
-def _secret(settings: Settings, name: str) -> Token | None:
-    value = settings.get(name)
-    return None if value is None else Token(value)
-
-
 # -- e-mail ------------------------------------------------------------------------------------
 
 
@@ -225,11 +204,10 @@ class SmtpChannel:
             normalise_email(email.utils.parseaddr(sender)[1])
         except InvalidContact:
             raise ConfigError("HEKTA_SMTP_FROM must hold an e-mail address") from None
-        security = (settings.get("HEKTA_SMTP_SECURITY") or "starttls").lower()
+        security = settings.smtp_security.lower()
         if security not in SMTP_PORTS:
             raise ConfigError("HEKTA_SMTP_SECURITY must be starttls, tls or none")
-        user = settings.get("HEKTA_SMTP_USER")
-        password = _secret(settings, "HEKTA_SMTP_PASSWORD")
+        user, password = settings.smtp_user, settings.smtp_password
         if user and password is None:
             raise ConfigError("HEKTA_SMTP_USER is set but HEKTA_SMTP_PASSWORD is not")
         if user and security == "none":
@@ -237,21 +215,18 @@ class SmtpChannel:
                 "HEKTA_SMTP_USER needs HEKTA_SMTP_SECURITY starttls or tls "
                 "(the password would cross the network in clear)"
             )
-        ca_file = settings.get("HEKTA_SMTP_CA_FILE")
-        if ca_file and not Path(ca_file).is_file():
+        ca_file = settings.smtp_ca_file
+        if ca_file and not ca_file.is_file():
             raise ConfigError(f"HEKTA_SMTP_CA_FILE: no such file {ca_file}")
-        port = int(_number(settings, "HEKTA_SMTP_PORT", SMTP_PORTS[security], whole=True))
-        if port > 65535:
-            raise ConfigError("HEKTA_SMTP_PORT must be a port number (1-65535)")
         return cls(
             host=host,
             sender=sender,
-            port=port,
+            port=settings.smtp_port or SMTP_PORTS[security],
             security=security,  # type: ignore[arg-type]
             user=user,
             password=password,
-            ca_file=Path(ca_file) if ca_file else None,
-            timeout=_number(settings, "HEKTA_SMTP_TIMEOUT", 30.0),
+            ca_file=ca_file,
+            timeout=settings.smtp_timeout,
         )
 
     def send(self, message: Message) -> str:
@@ -393,9 +368,7 @@ class SmsGateway:
         url = settings.require("HEKTA_SMS_URL")
         if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
             raise ConfigError("HEKTA_SMS_URL must be an http(s) URL")
-        token = _secret(settings, "HEKTA_SMS_TOKEN")
-        user = settings.get("HEKTA_SMS_USER")
-        password = _secret(settings, "HEKTA_SMS_PASSWORD")
+        token, user, password = settings.sms_token, settings.sms_user, settings.sms_password
         if token and (user or password):
             raise ConfigError(
                 "set HEKTA_SMS_TOKEN or HEKTA_SMS_USER and HEKTA_SMS_PASSWORD, not both"
@@ -407,10 +380,10 @@ class SmsGateway:
             token=token,
             user=user,
             password=password,
-            sender=settings.get("HEKTA_SMS_SENDER") or "Studie",
-            body_template=settings.get("HEKTA_SMS_BODY") or DEFAULT_SMS_BODY,
-            content_type=settings.get("HEKTA_SMS_CONTENT_TYPE") or "application/json",
-            timeout=_number(settings, "HEKTA_SMS_TIMEOUT", 30.0),
+            sender=settings.sms_sender,
+            body_template=settings.sms_body or DEFAULT_SMS_BODY,
+            content_type=settings.sms_content_type,
+            timeout=settings.sms_timeout,
         )
         try:
             gateway.render(Message("sms", "+4791234567", "Test", key="check"))
@@ -559,8 +532,8 @@ class Channels:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Channels:
-        directory = settings.get("HEKTA_OUTBOX_DIR")
-        return cls(settings, FileOutbox(Path(directory)) if directory else None)
+        directory = settings.outbox_dir
+        return cls(settings, FileOutbox(directory) if directory else None)
 
     @classmethod
     def file(cls, directory: Path) -> Channels:

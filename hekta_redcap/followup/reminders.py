@@ -57,7 +57,6 @@ from hekta_redcap.gateway import EXPORT, Gateway
 logger = logging.getLogger("hekta_redcap.followup.reminders")
 
 ACTIVE = ("window_open", "reminded", "overdue")  # the states a step may be taken in
-STUDY_PHONE = "HEKTA_STUDY_PHONE"  # the number participants may call, shown in the texts
 SURVEYS_OFF = "surveys are disabled in the REDCap project (enable them in Project Setup)"
 
 
@@ -255,7 +254,7 @@ def _prepare(
         policy.language,
         link=link,
         window_close=item.window_close,  # type: ignore[attr-defined]
-        phone=settings.get(STUDY_PHONE),
+        phone=settings.study_phone,
     )
     sender = channels.get(key.channel)
     return sender, Message(key.channel, contact.to, text.body, text.subject, str(key))

@@ -17,16 +17,13 @@ raise `Refused`. When the attempts run out, `Unavailable` names the call and the
 Each retry is logged as one structured line (the call, the attempt, the kind of fault).
 """
 
-from hekta_redcap.gateway.client import ATTEMPTS, BACKOFF, EXPORT, SURVEY_BASE, Gateway
+from hekta_redcap.gateway.client import EXPORT, Gateway
 from hekta_redcap.gateway.live import Live
 from hekta_redcap.gateway.projects import create_project
 from hekta_redcap.gateway.transport import TIMEOUT, TRANSIENT, Refused, Retry, Unavailable
 
 __all__ = [
-    "ATTEMPTS",
-    "BACKOFF",
     "EXPORT",
-    "SURVEY_BASE",
     "TIMEOUT",
     "TRANSIENT",
     "Gateway",

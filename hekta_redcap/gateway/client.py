@@ -42,9 +42,6 @@ EXPORT: dict[str, Any] = {
     "export_data_access_groups": True,
     "export_survey_fields": True,
 }
-SURVEY_BASE = "REDCAP_SURVEY_URL"  # the survey links' base, when not the API URL's
-ATTEMPTS = "HEKTA_REDCAP_ATTEMPTS"  # attempts per call (default 6)
-BACKOFF = "HEKTA_REDCAP_BACKOFF_SECONDS"  # the first wait between attempts (default 1; doubles)
 
 
 T = TypeVar("T")
@@ -70,13 +67,12 @@ class Gateway:
         """The gateway to `project` (REDCAP_API_URL, REDCAP_TOKEN_<PROJECT> and, when survey
         links point elsewhere than the API's host, REDCAP_SURVEY_URL)."""
         if retry is None:
-            attempts = settings.number(ATTEMPTS, Retry.attempts, minimum=1)
-            retry = Retry(attempts=attempts, base=settings.number(BACKOFF, int(Retry.base)))
+            retry = Retry(attempts=settings.redcap_attempts, base=settings.redcap_backoff_seconds)
         return cls(
             settings.api_url,
             settings.token(project).reveal(),
             retry=retry,
-            survey_base=settings.get(SURVEY_BASE),
+            survey_base=settings.redcap_survey_url,
         )
 
     def call(

@@ -51,11 +51,6 @@ STALE_AFTER = dt.timedelta(minutes=30)  # a lock whose heartbeat is older is aba
 TICK_SECONDS = 1.0
 BEAT_EVERY = dt.timedelta(seconds=30)  # heartbeat while idle
 ALIVE_WITHIN = dt.timedelta(minutes=2)
-INTERVALS = {
-    "sync": ("HEKTA_SYNC_MINUTES", 15),
-    "validate": ("HEKTA_VALIDATE_MINUTES", 60),
-    "remind": ("HEKTA_REMIND_MINUTES", 15),
-}
 
 
 def daemon_name(project: str) -> str:
@@ -182,16 +177,12 @@ def steps(settings: Settings, project: Project, store: Store, reports: Path) -> 
     actions = [("sync", sync_step), ("validate", validate_step)]
     if project.study.reminders is not None:
         actions.append(("remind", remind_step))
-    return [Step(name, _minutes(settings, *INTERVALS[name]), action) for name, action in actions]
-
-
-def _minutes(settings: Settings, variable: str, default: int) -> int:
-    value = settings.get(variable)
-    if value is None:
-        return default
-    if not value.isdigit() or int(value) < 1:
-        raise HektaError(f"{variable} must be a whole number of minutes (1 or more)")
-    return int(value)
+    minutes = {
+        "sync": settings.sync_minutes,
+        "validate": settings.validate_minutes,
+        "remind": settings.remind_minutes,
+    }
+    return [Step(name, minutes[name], action) for name, action in actions]
 
 
 def run_daemon(

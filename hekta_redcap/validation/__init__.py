@@ -172,7 +172,7 @@ def export_records(settings: Settings, project: Project) -> pd.DataFrame:
 def entry_links(settings: Settings, project: Project) -> EntryLinks | None:
     """What links to the data entry pages need, from the live project; None when the
     project's URL and token are not configured."""
-    if not settings.get("REDCAP_API_URL") or not settings.get(token_variable(project.name)):
+    if not settings.redcap_api_url or not settings.get(token_variable(project.name)):
         return None
     api = Gateway.open(settings, project.name)
     info = api.export_project_info()

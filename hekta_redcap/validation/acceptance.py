@@ -23,7 +23,6 @@ from hekta_redcap.core.errors import HektaError, Origin
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.data.store import Store
 
-WHO = "HEKTA_USER"  # the name acceptances are recorded under (default: the login name)
 CSV_COLUMNS = ("record", "event", "field", "reason", "instance", "by")
 
 
@@ -44,7 +43,7 @@ class Acceptance:
 
 def who(settings: Settings) -> str:
     """Who accepts: `HEKTA_USER`, else the login name."""
-    return settings.get(WHO) or getpass.getuser()
+    return settings.user or getpass.getuser()
 
 
 def accept(store: Store, project: str, acceptances: list[Acceptance]) -> list[str]:
