@@ -10,7 +10,7 @@ Layout (state apart from HTTP, as moto does it):
 - `endpoints.py`: the registry the area modules plug into, and the request context.
 - `api/`: one module per API area (records, metadata, design, project, users, logs, files,
   surveys, reports, pdf, project XML).
-- `odm.py`: CDISC ODM project XML in (project creation) and out (project XML export).
+- `odm/`: CDISC ODM project XML: `reader` (project creation), `writer` (project XML export).
 - `app.py`: the WSGI app; `faults.py`: fault injection; `server.py`: running it.
 
 Behaviour follows REDCap's API as its clients (PyCap, REDCapR) use it. The tests pin it down,
