@@ -60,6 +60,7 @@ import pandas as pd
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.definitions.study import Offset, Project
 from hekta_redcap.followup.schedule import anchor_dates, shift
+from hekta_redcap.redcap.names import EVENT, REPEAT_INSTANCE, REPEAT_INSTRUMENT
 
 logger = logging.getLogger("hekta_redcap.analysis.outcomes")
 
@@ -101,7 +102,7 @@ START, PRECISION, END, ONGOING = (
 COMPETITIVE, MEASURE, HOURS = "job_competitive", "job_nav_measure", "job_hours_week"
 PAY, PAY_UNIT = "job_pay", "job_pay_unit"
 ORGNR, EMPLOYER = "job_employer_orgnr", "job_employer_name"  # optional: identifiers
-EVENT, REPEAT, INSTANCE = "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"
+REPEAT, INSTANCE = REPEAT_INSTRUMENT, REPEAT_INSTANCE
 _JOB = (START, PRECISION, END, ONGOING, COMPETITIVE, MEASURE, HOURS, PAY, PAY_UNIT)
 
 # Choices by the start of their English label: the one place that names codes' meanings.

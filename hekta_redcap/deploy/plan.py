@@ -43,6 +43,7 @@ from hekta_redcap.redcap.fieldtypes import (
     parse_bound,
     parse_choices,
 )
+from hekta_redcap.redcap.names import EVENT
 
 Severity = Literal["safe", "review", "data-affecting"]
 SEVERITIES: tuple[Severity, ...] = ("safe", "review", "data-affecting")
@@ -152,7 +153,7 @@ class _Data:
             self.rows = api.export_records(fields=[record_id, *wanted], format_type="json")
         if event:
             for row in self.rows:
-                row.setdefault("redcap_event_name", event)
+                row.setdefault(EVENT, event)
 
     def _columns(self, field: str) -> list[str]:
         row = next((m for m in self.live.metadata if m["field_name"] == field), None)
@@ -165,7 +166,7 @@ class _Data:
         """The non-empty stored values of a field (checked options for a checkbox)."""
         found = []
         for row in self.rows:
-            if events is not None and row.get("redcap_event_name") not in events:
+            if events is not None and row.get(EVENT) not in events:
                 continue
             for column in self._columns(field):
                 value = str(row.get(column, ""))
@@ -312,7 +313,7 @@ def _to_classic(live: Live, rows: list[dict[str, Any]], records: int) -> Change:
         detail += f"; the data of the {records} record(s) stay" if records else ""
         severity: Severity = "review" if records else "safe"
         return Change("settings", "change", "is_longitudinal", severity, detail, records)
-    per_event = Counter(r.get("redcap_event_name", "") for r in rows).most_common()
+    per_event = Counter(r.get(EVENT, "") for r in rows).most_common()
     lost = sum(n for _, n in per_event[1:])  # keeping the event that holds the most
     detail = (
         "longitudinal -> classic: REDCap refuses while the project has more than one event "

@@ -41,10 +41,7 @@ from hekta_redcap.definitions.study import Project
 from hekta_redcap.followup.schedule import add
 from hekta_redcap.redcap import logic
 from hekta_redcap.redcap.fieldtypes import checkbox_column, parse_bound
-
-EVENT = "redcap_event_name"
-REPEAT_INSTRUMENT = "redcap_repeat_instrument"
-REPEAT_INSTANCE = "redcap_repeat_instance"
+from hekta_redcap.redcap.names import EVENT, REPEAT_INSTANCE, REPEAT_INSTRUMENT
 
 # The validation rule (hekta_redcap.validation) that finds each kind of deliberate error.
 ERROR_KINDS = ("date-order", "required", "skip-violation", "range", "missing-code")

@@ -40,6 +40,7 @@ from hekta_redcap.gateway import Gateway
 from hekta_redcap.lint import lint_all
 from hekta_redcap.ops.daemon import run_daemon
 from hekta_redcap.redcap.dictionary import write_csv
+from hekta_redcap.redcap.names import EVENT
 from hekta_redcap.validation.report import overview, overview_line
 
 TRIAL = "hekta"
@@ -178,7 +179,7 @@ def _scores(settings: Settings, project: Project, say: Callable[[str], None]) ->
     with Store.open(settings) as store:
         rows = pd.DataFrame(store.raw_rows(TRIAL), dtype=str).fillna("")
     scores = score_all(project, rows)
-    events = rows["redcap_event_name"]
+    events = rows[EVENT]
     say("8. Scores from the synced data (mean, n scored):")
     for name in SUMMARY_SCORES:
         cells = []

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from hekta_redcap.definitions.study import Project
-from hekta_redcap.followup.schedule import EVENT, state_labels
+from hekta_redcap.followup.schedule import state_labels
 from hekta_redcap.gateway import Gateway
+from hekta_redcap.redcap.names import EVENT, REPEAT_INSTRUMENT
 
 BATCH = 500  # rows per import call
 
@@ -76,8 +77,8 @@ def write_back(api: Gateway, project: Project, wanted: pd.DataFrame) -> Written:
         ),
         dtype=str,
     )
-    if "redcap_repeat_instrument" in current.columns:
-        current = current[current["redcap_repeat_instrument"].fillna("") == ""]
+    if REPEAT_INSTRUMENT in current.columns:
+        current = current[current[REPEAT_INSTRUMENT].fillna("") == ""]
     merged = wanted.merge(
         current.reindex(columns=keys + fields, fill_value="").fillna(""),
         on=keys,

@@ -25,14 +25,12 @@ from hekta_redcap.definitions.study import Project
 from hekta_redcap.redcap import logic
 from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.redcap.logic_frame import evaluate_frame
+from hekta_redcap.redcap.names import DAG, EVENT, REPEAT_INSTANCE, REPEAT_INSTRUMENT, SURVEY_ID
 
-EVENT = "redcap_event_name"
-REPEAT = "redcap_repeat_instrument"
-INSTANCE = "redcap_repeat_instance"
-DAG = "redcap_data_access_group"
+REPEAT, INSTANCE = REPEAT_INSTRUMENT, REPEAT_INSTANCE
 PLACE = (EVENT, REPEAT, INSTANCE, DAG)
 # Columns REDCap adds to some exports that hold no field's value.
-PSEUDO = frozenset([*PLACE, "redcap_survey_identifier"])
+PSEUDO = frozenset([*PLACE, SURVEY_ID])
 
 Resolve = Callable[[logic.Ref], pd.Series]
 
