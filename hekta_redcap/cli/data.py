@@ -28,7 +28,7 @@ from hekta_redcap.cli.common import (
     "-i",
     "input_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A CSV record export (default: export from the live project).",
+    help="A CSV record export (default: the live project, synced into the store first).",
 )
 @click.option(
     "--report",
@@ -49,26 +49,34 @@ def validate_command(
     overlay_dir: Path | None,
 ) -> None:
     """Validate records against the definitions and REDCap's data-quality rules; write a
-    report. Exit 0 when no errors are found (advisory notes alone do not count), 1 when errors
-    are found, 2 on usage or connection errors. Links to REDCap need the project's URL and
-    token, also with --input."""
+    report. Without --input, the project is synced into the store first and the store's copy
+    validated, as the daemon does (its open problems and when each was first seen are kept).
+    Exit 0 when no errors are found (advisory notes alone do not count), 1 when errors are
+    found, 2 on usage or connection errors. Links to REDCap need the project's URL and token,
+    also with --input."""
     from hekta_redcap import validation
+    from hekta_redcap.data import sync
     from hekta_redcap.data.store import Store
     from hekta_redcap.validation.report import summary
 
     settings: Settings = ctx.obj
     try:
         loaded = load(project, root, overlay_dir)
-        if input_file is None:
-            rows, source = validation.export_records(settings, loaded), settings.api_url
-        else:
-            rows, source = validation.read_export(input_file), str(input_file)
-        links = validation.entry_links(settings, loaded)
-        with Store.open(settings) as store:  # the values people checked and accepted
-            accepted = store.acceptances(project)
-        result = validation.validate_records(
-            loaded, rows, links=links, source=source, accepted=accepted
-        )
+        with Store.open(settings) as store:
+            if input_file is None:
+                sync.run(settings, project, store=store)
+                result = validation.validate_store(settings, loaded, store)
+                if result is None:
+                    raise HektaError(f"REDCap holds no records of {project} yet")
+            else:
+                rows = validation.read_export(input_file)
+                result = validation.validate_records(
+                    loaded,
+                    rows,
+                    links=validation.entry_links(settings, loaded),
+                    source=str(input_file),
+                    accepted=store.acceptances(project),  # the values people checked
+                )
     except HektaError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(2)

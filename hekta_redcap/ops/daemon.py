@@ -42,7 +42,7 @@ from hekta_redcap.followup.outbox import Outbox
 from hekta_redcap.followup.reminders import remind
 from hekta_redcap.followup.worklist import notices
 from hekta_redcap.gateway import Gateway
-from hekta_redcap.validation import entry_links, validate_records, write_report
+from hekta_redcap.validation import validate_store, write_report
 from hekta_redcap.validation.report import overview, overview_line
 
 logger = logging.getLogger("hekta_redcap.ops.daemon")
@@ -154,15 +154,9 @@ def steps(settings: Settings, project: Project, store: Store, reports: Path) -> 
         return sync.run(settings, project.name, store=store).summary()
 
     def validate_step() -> str:
-        rows = pd.DataFrame(store.raw_rows(project.name), dtype=str).fillna("")
-        if rows.empty:
+        result = validate_store(settings, project, store)
+        if result is None:
             return f"{project.name}: nothing to validate yet"
-        links = entry_links(settings, project)
-        accepted = store.acceptances(project.name)
-        result = validate_records(project, rows, links=links, accepted=accepted)
-        first_seen = store.set_problems(project.name, result.problems.to_dict("records"))
-        result.problems = result.problems.assign(first_seen=first_seen)
-        store.set_typed(project.name, result.typed)
         html = write_report(result, reports / project.name)[1]
         return (
             f"{project.name}: validated {result.run.records} record(s): {result.errors} "

@@ -26,6 +26,7 @@ import pandas as pd
 
 from hekta_redcap.core.errors import HektaError, Origin
 from hekta_redcap.core.settings import Settings, token_variable
+from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.study import Project
 from hekta_redcap.gateway import Gateway
 from hekta_redcap.validation.layout import Layout
@@ -41,9 +42,9 @@ __all__ = [
     "Result",
     "Run",
     "entry_links",
-    "export_records",
     "read_export",
     "validate_records",
+    "validate_store",
     "write_report",
 ]
 
@@ -163,10 +164,26 @@ def read_export(file: Path) -> pd.DataFrame:
         raise HektaError(f"cannot read the export: {exc}", Origin(file)) from None
 
 
-def export_records(settings: Settings, project: Project) -> pd.DataFrame:
-    """The live project's flat record export (raw codes, with data access groups)."""
-    api = Gateway.open(settings, project.name)
-    return pd.DataFrame(api.export_records(export_data_access_groups=True, event_name="unique"))
+def validate_store(settings: Settings, project: Project, store: Store) -> Result | None:
+    """Validate the store's copy of the project (what the last sync pulled), as the daemon does
+    on its schedule and `validate` after a sync: the values people accepted stay accepted, and
+    the store keeps the open problems (with when each was first seen) and the typed data. None
+    when the store holds no records of the project."""
+    rows = pd.DataFrame(store.raw_rows(project.name), dtype=str).fillna("")
+    if rows.empty:
+        return None
+    source = f"the local store, synced from {settings.redcap_api_url or 'REDCap'}"
+    result = validate_records(
+        project,
+        rows,
+        links=entry_links(settings, project),
+        accepted=store.acceptances(project.name),
+        source=source,
+    )
+    first_seen = store.set_problems(project.name, result.problems.to_dict("records"))
+    result.problems = result.problems.assign(first_seen=first_seen)
+    store.set_typed(project.name, result.typed)
+    return result
 
 
 def entry_links(settings: Settings, project: Project) -> EntryLinks | None:
