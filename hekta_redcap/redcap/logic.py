@@ -167,7 +167,7 @@ _MODIFIERS = frozenset(
     ["value", "label", "checked", "unchecked", "ampm", "inline", "link", "hideunderscore"]
 )
 _DAY = 86400.0
-_UNIT_SECONDS = {
+UNIT_SECONDS = {
     "s": 1.0,
     "m": 60.0,
     "h": 3600.0,
@@ -189,7 +189,7 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 # -- values -------------------------------------------------------------------------------------
 
 
-def _num(value: object) -> float | None:
+def as_number(value: object) -> float | None:
     """The number a value stands for, or None when it is not numeric (blank included)."""
     if not isinstance(value, str | bool | int | float):
         return None
@@ -199,7 +199,7 @@ def _num(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _text(value: object) -> str:
+def as_text(value: object) -> str:
     """The text of a value as PHP would print it: 2.0 as "2", true as "1", false as ""."""
     if isinstance(value, bool):
         return "1" if value else ""
@@ -209,12 +209,12 @@ def _text(value: object) -> str:
 
 
 def _blank(value: object) -> bool:
-    return not _text(value).strip()
+    return not as_text(value).strip()
 
 
 def is_true(value: object) -> bool:
     """REDCap truthiness: a non-zero number or numeric text; blank and other text are false."""
-    number = _num(value)
+    number = as_number(value)
     return number is not None and number != 0
 
 
@@ -225,7 +225,7 @@ def _numeric(function: Callable[..., float]) -> Callable[..., object]:
     """Lift a float function to logic values: non-numeric input or no finite result is blank."""
 
     def lifted(*values: object) -> object:
-        numbers = [_num(value) for value in values]
+        numbers = [as_number(value) for value in values]
         if None in numbers:
             return ""
         try:
@@ -241,7 +241,7 @@ def _aggregate(function: Callable[[list[float]], float], least: int = 1) -> Call
     """Lift a list function: blanks are skipped, too few values or other text give blank."""
 
     def lifted(*values: object) -> object:
-        numbers = [_num(value) for value in values if not _blank(value)]
+        numbers = [as_number(value) for value in values if not _blank(value)]
         present = [number for number in numbers if number is not None]
         return function(present) if len(present) == len(numbers) >= least else ""
 
@@ -262,17 +262,17 @@ def _rounding(mode: str) -> Callable[..., object]:
 
 
 def _count(value: object) -> int | None:
-    number = _num(value)
+    number = as_number(value)
     return None if number is None or number < 0 else int(number)
 
 
 def _left(text: object, count: object) -> str:
     n = _count(count)
-    return "" if n is None else _text(text)[:n]
+    return "" if n is None else as_text(text)[:n]
 
 
 def _right(text: object, count: object) -> str:
-    n, whole = _count(count), _text(text)
+    n, whole = _count(count), as_text(text)
     return "" if n is None else whole[max(len(whole) - n, 0) :]
 
 
@@ -280,24 +280,24 @@ def _mid(text: object, start: object, count: object) -> str:
     first, n = _count(start), _count(count)
     if first is None or n is None or first < 1:
         return ""
-    return _text(text)[first - 1 : first - 1 + n]
+    return as_text(text)[first - 1 : first - 1 + n]
 
 
 def _replace(text: object, search: object, replacement: object) -> str:
-    whole, needle = _text(text), _text(search)
-    return whole.replace(needle, _text(replacement)) if needle else whole
+    whole, needle = as_text(text), as_text(search)
+    return whole.replace(needle, as_text(replacement)) if needle else whole
 
 
-def _stored_moment(value: object) -> datetime | None:
+def stored_moment(value: object) -> datetime | None:
     try:
-        return datetime.fromisoformat(_text(value).strip()).replace(tzinfo=None)
+        return datetime.fromisoformat(as_text(value).strip()).replace(tzinfo=None)
     except ValueError:
         return None
 
 
 def _date_part(part: str) -> Callable[[object], object]:
     def extract(value: object) -> object:
-        moment = _stored_moment(value)
+        moment = stored_moment(value)
         return "" if moment is None else float(getattr(moment, part))
 
     return extract
@@ -305,22 +305,27 @@ def _date_part(part: str) -> Callable[[object], object]:
 
 def _datediff(now: datetime, first: object, second: object, unit: object, *rest: object) -> object:
     def moment(value: object) -> datetime | None:
-        word = _text(value).strip().lower()
+        word = as_text(value).strip().lower()
         if word == "today":
             return datetime.combine(now.date(), time())
-        return now if word == "now" else _stored_moment(value)
+        return now if word == "now" else stored_moment(value)
 
-    start, end, seconds = moment(first), moment(second), _UNIT_SECONDS.get(_text(unit))
+    start, end, seconds = moment(first), moment(second), UNIT_SECONDS.get(as_text(unit))
     if start is None or end is None or seconds is None:
         return ""
     flag = rest[-1] if rest else False  # the last extra argument, unless it is only the format
-    word = _text(flag).strip().lower()
+    word = as_text(flag).strip().lower()
     signed = word not in _DATE_FORMATS and (word == "true" or is_true(flag))
     difference = (end - start).total_seconds() / seconds
     return difference if signed else abs(difference)
 
 
-_FUNCTIONS: dict[str, tuple[int, int | None, Callable[..., object]]] = {
+def _folded(value: object) -> str:
+    """Text as REDCap's text functions compare it: case-insensitively."""
+    return as_text(value).lower()
+
+
+FUNCTIONS: dict[str, tuple[int, int | None, Callable[..., object]]] = {
     "sum": (1, None, _aggregate(math.fsum)),
     "mean": (1, None, _aggregate(statistics.fmean)),
     "median": (1, None, _aggregate(statistics.median)),
@@ -334,26 +339,34 @@ _FUNCTIONS: dict[str, tuple[int, int | None, Callable[..., object]]] = {
     "abs": (1, 1, _numeric(abs)),
     "exponential": (1, 1, _numeric(math.exp)),
     "log": (1, 2, _numeric(math.log)),
-    "isnumber": (1, 1, lambda value: _num(value) is not None),
-    "isinteger": (1, 1, lambda value: bool(_INTEGER.fullmatch(_text(value).strip()))),
+    "isnumber": (1, 1, lambda value: as_number(value) is not None),
+    "isinteger": (1, 1, lambda value: bool(_INTEGER.fullmatch(as_text(value).strip()))),
     "isblankormissingcode": (1, 1, _blank),
-    "contains": (2, 2, lambda hay, needle: _text(needle).lower() in _text(hay).lower()),
-    "not_contain": (2, 2, lambda hay, needle: _text(needle).lower() not in _text(hay).lower()),
-    "starts_with": (2, 2, lambda hay, needle: _text(hay).lower().startswith(_text(needle).lower())),
-    "ends_with": (2, 2, lambda hay, needle: _text(hay).lower().endswith(_text(needle).lower())),
+    "contains": (2, 2, lambda hay, needle: as_text(needle).lower() in as_text(hay).lower()),
+    "not_contain": (2, 2, lambda hay, needle: as_text(needle).lower() not in as_text(hay).lower()),
+    "starts_with": (
+        2,
+        2,
+        lambda hay, needle: as_text(hay).lower().startswith(as_text(needle).lower()),
+    ),
+    "ends_with": (2, 2, lambda hay, needle: as_text(hay).lower().endswith(as_text(needle).lower())),
     "left": (2, 2, _left),
     "right": (2, 2, _right),
     "mid": (3, 3, _mid),
-    "length": (1, 1, lambda value: float(len(_text(value)))),
-    "find": (2, 2, lambda needle, hay: float(_text(hay).lower().find(_text(needle).lower()) + 1)),
-    "upper": (1, 1, lambda value: _text(value).upper()),
-    "lower": (1, 1, lambda value: _text(value).lower()),
-    "trim": (1, 1, lambda value: _text(value).strip()),
-    "concat": (1, None, lambda *values: "".join(map(_text, values))),
+    "length": (1, 1, lambda value: float(len(as_text(value)))),
+    "find": (
+        2,
+        2,
+        lambda needle, hay: float(as_text(hay).lower().find(as_text(needle).lower()) + 1),
+    ),
+    "upper": (1, 1, lambda value: as_text(value).upper()),
+    "lower": (1, 1, lambda value: as_text(value).lower()),
+    "trim": (1, 1, lambda value: as_text(value).strip()),
+    "concat": (1, None, lambda *values: "".join(map(as_text, values))),
     "concat_ws": (
         2,
         None,
-        lambda sep, *values: _text(sep).join(_text(v) for v in values if not _blank(v)),
+        lambda sep, *values: as_text(sep).join(as_text(v) for v in values if not _blank(v)),
     ),
     "replace_text": (3, 3, _replace),
     "year": (1, 1, _date_part("year")),
@@ -362,7 +375,7 @@ _FUNCTIONS: dict[str, tuple[int, int | None, Callable[..., object]]] = {
 }
 # `if` and `datediff` need the evaluator itself (laziness, the clock), so only their arity is here.
 _ARITY = {"if": (3, 3), "datediff": (3, 5)} | {
-    name: (least, most) for name, (least, most, _) in _FUNCTIONS.items()
+    name: (least, most) for name, (least, most, _) in FUNCTIONS.items()
 }
 
 _ARITHMETIC = {
@@ -377,14 +390,14 @@ _ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.
 
 
 def _compare(op: str, left: object, right: object) -> bool:
-    a, b = _num(left), _num(right)
+    a, b = as_number(left), as_number(right)
     numeric = a is not None and b is not None
     if op in ("=", "<>"):
-        equal = a == b if numeric else _text(left) == _text(right)
+        equal = a == b if numeric else as_text(left) == as_text(right)
         return equal == (op == "=")
     if _blank(left) or _blank(right):
         return False
-    return _ORDER[op](a, b) if numeric else _ORDER[op](_text(left), _text(right))
+    return _ORDER[op](a, b) if numeric else _ORDER[op](as_text(left), as_text(right))
 
 
 def evaluate(node: Node, resolve: Callable[[Ref], str], *, today: date | None = None) -> object:
@@ -417,7 +430,7 @@ def evaluate(node: Node, resolve: Callable[[Ref], str], *, today: date | None = 
             case Call(name="datediff"):
                 return _datediff(now, *map(value, node.args))
             case Call():
-                return _FUNCTIONS[node.name][2](*map(value, node.args))
+                return FUNCTIONS[node.name][2](*map(value, node.args))
         raise TypeError(f"not a logic node: {node!r}")
 
     return value(node)
@@ -589,7 +602,7 @@ class _Build(Transformer):
             wanted = str(least) if least == most else wanted
             raise _Invalid(f"{function}() takes {wanted}, got {len(args)} arguments", position)
         unit = args[2] if function == "datediff" else None
-        if isinstance(unit, Literal) and unit.value not in _UNIT_SECONDS:
+        if isinstance(unit, Literal) and unit.value not in UNIT_SECONDS:
             raise _Invalid(
                 f"datediff unit must be one of y M d h m s, not {unit.value!r}", position
             )

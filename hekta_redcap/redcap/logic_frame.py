@@ -44,7 +44,7 @@ import pandas as pd
 
 from hekta_redcap.redcap import logic
 from hekta_redcap.redcap.fieldtypes import checkbox_column
-from hekta_redcap.redcap.logic import _FUNCTIONS, _UNIT_SECONDS, _num, _stored_moment, _text
+from hekta_redcap.redcap.logic import FUNCTIONS, UNIT_SECONDS, as_number, as_text, stored_moment
 
 _TEXT, _NUMBER, _BOOLEAN = 0, 1, 2  # the kinds of `logic.evaluate`'s results: str, float, bool
 _EXACT_INTEGERS = 2.0**53  # integer-valued floats add exactly while their sum stays below this
@@ -100,8 +100,8 @@ class _Value:
 
     n: int
     kind: np.ndarray  # _TEXT, _NUMBER or _BOOLEAN: the type `logic.evaluate` would return
-    text: np.ndarray  # `logic._text` (object array of str)
-    num: np.ndarray  # `logic._num`, NaN where it is None
+    text: np.ndarray  # `logic.as_text` (object array of str)
+    num: np.ndarray  # `logic.as_number`, NaN where it is None
     blank: np.ndarray  # `logic._blank`
     output: np.ndarray  # the values as `logic.evaluate` returns them (str, float, bool)
 
@@ -135,7 +135,7 @@ class _Text(_Value):
     @cached_property
     def num(self) -> np.ndarray:
         codes, uniques = self._factors
-        return np.array([_num(u) for u in uniques], dtype=float)[codes]  # None becomes NaN
+        return np.array([as_number(u) for u in uniques], dtype=float)[codes]  # None becomes NaN
 
     @cached_property
     def blank(self) -> np.ndarray:
@@ -165,7 +165,7 @@ class _Number(_Value):
 
     @cached_property
     def text(self) -> np.ndarray:
-        return _distinct(lambda x: "" if math.isnan(x) else _text(x), [self.num])
+        return _distinct(lambda x: "" if math.isnan(x) else as_text(x), [self.num])
 
     @cached_property
     def output(self) -> np.ndarray:
@@ -223,16 +223,16 @@ class _Constant(_Value):
 
     @cached_property
     def text(self) -> np.ndarray:
-        return self._full(_text(self.value), object)
+        return self._full(as_text(self.value), object)
 
     @cached_property
     def num(self) -> np.ndarray:
-        number = _num(self.value)
+        number = as_number(self.value)
         return self._full(np.nan if number is None else number, float)
 
     @cached_property
     def blank(self) -> np.ndarray:
-        return self._full(not _text(self.value).strip(), bool)
+        return self._full(not as_text(self.value).strip(), bool)
 
     @cached_property
     def output(self) -> np.ndarray:
@@ -284,7 +284,9 @@ def _stored_text(values: pd.Series) -> np.ndarray:
     """A resolved column as text: NA is blank, and non-text values print as `logic` prints them."""
     array = values.to_numpy(dtype=object, na_value="")
     if pd.api.types.infer_dtype(array, skipna=False) not in ("string", "empty"):
-        array = np.array([item if isinstance(item, str) else _text(item) for item in array], object)
+        array = np.array(
+            [item if isinstance(item, str) else as_text(item) for item in array], object
+        )
     return array
 
 
@@ -345,14 +347,14 @@ def _datediff(values: list[_Value], now: dt.datetime) -> _Value:
 
     def microseconds(text: str) -> int | None:
         word = text.strip().lower()
-        moment = {"today": midnight, "now": now}.get(word) or _stored_moment(text)
+        moment = {"today": midnight, "now": now}.get(word) or stored_moment(text)
         return None if moment is None else (moment - _EPOCH) // _MICROSECOND
 
     first, second, unit, *rest = values
     start, end = (_distinct(microseconds, [value.text]) for value in (first, second))
     known = (start != None) & (end != None)  # noqa: E711 (elementwise)
     elapsed = np.where(known, end, 0).astype(np.int64) - np.where(known, start, 0).astype(np.int64)
-    seconds = _distinct(lambda u: _UNIT_SECONDS.get(u, math.nan), [unit.text]).astype(float)
+    seconds = _distinct(lambda u: UNIT_SECONDS.get(u, math.nan), [unit.text]).astype(float)
     # The integer µs count converts exactly (below 2**53, or for whole seconds), so dividing
     # rounds as `timedelta.total_seconds()` does.
     difference = np.where(known, elapsed / 1e6, np.nan) / seconds
@@ -458,7 +460,7 @@ class _Evaluation:
                     return _Boolean(values[0].blank)
                 case "datediff":
                     return _datediff(values, self.now)
-        function = _FUNCTIONS[name][2]
+        function = FUNCTIONS[name][2]
         if name in _ON_NUMBERS:
             return _Number(_floats(_distinct(function, [value.num for value in values])))
         keys = [value.key() for value in values]
