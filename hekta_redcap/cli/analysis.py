@@ -78,7 +78,7 @@ def export_command(
 ) -> None:
     """Typed, labelled, scored and de-identified tables from the local store, with the
     codebook, the CONSORT flow and retention report and a manifest (docs/exports.md)."""
-    from hekta_redcap.analysis.export.job import run_export
+    from hekta_redcap.analysis.job import run_export
 
     exported = run_export(
         ctx.obj,

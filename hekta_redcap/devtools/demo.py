@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import redcap
 
-from hekta_redcap.analysis.export.job import run_export
+from hekta_redcap.analysis.job import run_export
 from hekta_redcap.compile.design import compile_design, write_design
 from hekta_redcap.compile.dictionary import compile_project
 from hekta_redcap.core.clock import local, now
