@@ -19,7 +19,6 @@ from hekta_redcap.definitions.study import load_project
 from hekta_redcap.lint import lint_all
 from hekta_redcap.redcap.dictionary import to_csv
 from hekta_redcap.redcap.fieldtypes import parse_choices
-from hekta_redcap.redcap.names import unique_event_name
 
 REDCAP_COLUMNS = [
     "field_name",
@@ -238,10 +237,13 @@ def test_overlay_cannot_add_fields_or_codes(library: Path) -> None:
 def test_design_files_for_the_trial() -> None:
     design = compile_design(load_project("hekta", LIBRARY))
     assert design.arms == [{"arm_num": 1, "name": "Arm 1"}]
-    assert [e["unique_event_name"] for e in design.events] == HEKTA_EVENTS
-    assert all(
-        unique_event_name(e["event_name"], 1) == e["unique_event_name"] for e in design.events
-    )
+    # REDCap's rule: lowercase, non-alphanumerics to '_', 18 characters at most, then _arm_N.
+    assert [(e["event_name"], e["unique_event_name"]) for e in design.events] == [
+        ("Baseline", "baseline_arm_1"),
+        ("Followup 6m", "followup_6m_arm_1"),
+        ("Followup 12m", "followup_12m_arm_1"),
+        ("Register 18m", "register_18m_arm_1"),
+    ]
     pairs = {(m["unique_event_name"], m["form"]) for m in design.mapping}
     assert ("baseline_arm_1", "randomization") in pairs
     assert ("followup_6m_arm_1", "randomization") not in pairs

@@ -28,7 +28,6 @@ from sandbox_support import (
 
 from hekta_redcap.devtools.sandbox.models import METADATA_COLUMNS, ProjectModel
 from hekta_redcap.devtools.sandbox.server import SandboxServer
-from hekta_redcap.redcap.names import unique_event_name
 
 ODM_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "redcap-odm"
 CLASSIC_ROWS = dictionary_rows(CLASSIC_DICTIONARY)
@@ -478,7 +477,10 @@ def test_export_events(longitudinal: Handle) -> None:
     ] * len(LONGITUDINAL_EVENTS)
     assert [(e["arm_num"], e["event_name"]) for e in events] == LONGITUDINAL_EVENTS
     assert [e["unique_event_name"] for e in events] == [
-        unique_event_name(name, arm) for arm, name in LONGITUDINAL_EVENTS
+        "baseline_arm_1",
+        "visit_1_arm_1",
+        "visit_2_arm_1",
+        "baseline_arm_2",
     ]
     assert all(isinstance(e["event_id"], int) for e in events)
     assert {e["unique_event_name"]: e["event_id"] for e in events} == ids
@@ -598,11 +600,14 @@ def test_delete_events(longitudinal: Handle) -> None:
 
 def test_export_mapping(longitudinal: Handle) -> None:
     project = longitudinal.pycap()
-    arm_of = {unique_event_name(name, arm): arm for arm, name in LONGITUDINAL_EVENTS}
     assert project.export_instrument_event_mappings() == [
-        {"arm_num": arm_of[event], "unique_event_name": event, "form": form}
-        for event, forms in LONGITUDINAL_MAPPING.items()
-        for form in forms
+        {"arm_num": 1, "unique_event_name": "baseline_arm_1", "form": "enrollment"},
+        {"arm_num": 1, "unique_event_name": "baseline_arm_1", "form": "vitals"},
+        {"arm_num": 1, "unique_event_name": "visit_1_arm_1", "form": "vitals"},
+        {"arm_num": 1, "unique_event_name": "visit_1_arm_1", "form": "medications"},
+        {"arm_num": 1, "unique_event_name": "visit_2_arm_1", "form": "vitals"},
+        {"arm_num": 2, "unique_event_name": "baseline_arm_2", "form": "enrollment"},
+        {"arm_num": 2, "unique_event_name": "baseline_arm_2", "form": "vitals"},
     ]
     assert project.export_instrument_event_mappings(arms=["2"]) == [
         {"arm_num": 2, "unique_event_name": "baseline_arm_2", "form": form}
