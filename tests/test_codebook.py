@@ -26,7 +26,6 @@ from hekta_redcap.definitions.model import Text
 from hekta_redcap.definitions.scoring import required_columns, score_all, scored_forms
 from hekta_redcap.definitions.study import Project, load_project
 from hekta_redcap.devtools.cohort import generate
-from hekta_redcap.redcap.fieldtypes import checkbox_column
 
 TODAY = dt.date(2026, 1, 15)
 EVENT, REPEAT = "redcap_event_name", "redcap_repeat_instrument"
@@ -54,7 +53,7 @@ def rows(project: Project) -> list[dict[str, str]]:
     coded = baseline[5]
     for column in [c for c in coded if c.startswith("benefit_types___")]:
         coded[column] = "0"
-    coded[checkbox_column("benefit_types", "UNK")] = "1"
+    coded["benefit_types___unk"] = "1"  # REDCap lowercases the code in the column name
     return rows
 
 
@@ -227,8 +226,9 @@ def test_checkbox_counts_ticks_per_option(rows: list[dict[str, str]], books: dic
     held = frame[(frame[EVENT] == SIX) & (frame[REPEAT] == "")]
     count = field_counts(books["en"][0], "benefit_types")[SIX]
     options = [c for c in frame.columns if c.startswith("benefit_types___")]
+    assert [code for code, _ in count.by_code] == [*"123456789", "0"]  # definition order
     for code, ticked in count.by_code:
-        assert ticked == int((held[checkbox_column("benefit_types", code)] == "1").sum())
+        assert ticked == int((held[f"benefit_types___{code}"] == "1").sum())
     assert count.filled == int(held[options].eq("1").any(axis=1).sum())
 
 

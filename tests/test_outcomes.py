@@ -8,6 +8,8 @@ days: 2025-03-01 = 59, 2025-03-15 = 73, 2025-03-29 = 87, 2025-04-11 = 100, 2025-
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 import logging
 from itertools import count
 
@@ -24,9 +26,8 @@ from hekta_redcap.analysis.outcomes import (
     outcome_definitions,
 )
 from hekta_redcap.core.errors import HektaError
-from hekta_redcap.definitions.study import Offset, Project, load_project
+from hekta_redcap.definitions.study import Project, load_project
 from hekta_redcap.devtools.cohort import generate
-from hekta_redcap.followup.schedule import anchor_dates, shift
 
 RAND = "2025-01-01"
 NA = None  # how `plain` shows a missing value
@@ -328,18 +329,36 @@ def test_definitions_cover_every_column_in_both_languages() -> None:
     assert "de 12 månedene" in outcome_definitions(12)["any_competitive_job"]["nb"]
 
 
+def window_days(anchor: dt.date, months: int = 18) -> int:
+    """Days from `anchor` to the same day `months` calendar months later (clipped to that
+    month's last day): the window's length, counted with the calendar module rather than with
+    the schedule's arithmetic that the outcomes use."""
+    years, month = divmod(anchor.month - 1 + months, 12)
+    year, month = anchor.year + years, month + 1
+    end = dt.date(year, month, min(anchor.day, calendar.monthrange(year, month)[1]))
+    return (end - anchor).days
+
+
+def test_window_days_on_dates_worked_out_by_hand() -> None:
+    """1 Jan 2025 -> 1 Jul 2026: 365 + 181; 31 Aug 2025 -> 28 Feb 2027: 365 + 181 (clipped);
+    29 Feb 2024 -> 29 Aug 2025: 365 + 182; 1 Mar 2023 -> 1 Sep 2024: 366 + 184 (the longest)."""
+    anchors = (dt.date(2025, 1, 1), dt.date(2025, 8, 31), dt.date(2024, 2, 29), dt.date(2023, 3, 1))
+    assert [window_days(day) for day in anchors] == [546, 546, 547, 550]
+
+
 def test_a_synthetic_cohort(project: Project) -> None:
     cohort = generate(project, 200, seed=3)
     rows = pd.DataFrame(cohort.rows)  # NA where a row has no value
     result = employment_outcomes(project, rows)
-    anchors = anchor_dates(project, rows.fillna(""))
-    assert result["record_id"].tolist() == anchors.index.tolist()  # one row each, export order
+    baseline = rows[(rows["redcap_event_name"] == "baseline_arm_1") & rows["rand_date"].notna()]
+    anchors = dict(zip(baseline["record_id"], baseline["rand_date"], strict=True))
+    assert result["record_id"].tolist() == list(anchors)  # one row each, export order
     assert tuple(result.columns) == OUTCOME_COLUMNS
     assert result["group"].dtype == pd.CategoricalDtype(["1", "2"])
     assert {c: str(t) for c, t in result.dtypes.drop("group").items()} == OUTCOME_DTYPES
-    length = (pd.to_datetime(shift(anchors, Offset(months=18))) - pd.to_datetime(anchors)).dt.days
+    length = {record: window_days(dt.date.fromisoformat(day)) for record, day in anchors.items()}
     worked = result.set_index("record_id")
-    assert (worked["days_worked"] <= length).all()
+    assert (worked["days_worked"] <= pd.Series(length)).all()
     assert (worked["longest_job_days"] <= worked["days_worked"]).all()
     assert (worked["any_competitive_job"] == (worked["days_worked"] > 0)).all()
     assert worked["any_competitive_job"].any() and not worked["any_competitive_job"].all()
