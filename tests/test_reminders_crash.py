@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import random
@@ -46,7 +47,6 @@ from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.study import load_project
 from hekta_redcap.devtools.provision import provision
 from hekta_redcap.devtools.sandbox.server import SandboxServer
-from hekta_redcap.followup.channels import Message
 from hekta_redcap.followup.outbox import Outbox
 
 SEED = 20260907
@@ -216,7 +216,9 @@ def send_days(first: dt.date, count: int) -> list[dt.date]:
 
 
 def reference(key: str) -> str:
-    return Message("sms", "", "", key=key).reference
+    """The reference a message with this key carries: the first 16 hex digits of the key's
+    SHA-256 (worked out here, not taken from the channels)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def key_of(record: str, step: str) -> str:

@@ -16,6 +16,7 @@ import datetime as dt
 import email
 import email.message
 import email.policy
+import hashlib
 import json
 import logging
 import re
@@ -42,7 +43,6 @@ from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.study import Project, load_project
 from hekta_redcap.devtools.provision import provision
 from hekta_redcap.devtools.sandbox.server import SandboxServer
-from hekta_redcap.followup.channels import Message
 from hekta_redcap.followup.messages import check_text
 from hekta_redcap.followup.outbox import Outbox
 from hekta_redcap.followup.reminders import remind
@@ -132,7 +132,9 @@ def opening_on(record: str, day: dt.date, prefers: str = "sms") -> Person:
 
 
 def reference(key: str) -> str:
-    return Message("sms", "", "", key=key).reference
+    """The reference a message with this key carries: the first 16 hex digits of the key's
+    SHA-256 (worked out here, not taken from the channels)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 # -- stand-ins for the providers ---------------------------------------------------------------
