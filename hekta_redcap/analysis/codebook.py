@@ -27,271 +27,21 @@ import pandas as pd
 from hekta_redcap.analysis import outcomes
 from hekta_redcap.analysis.export.deid import exported_forms, kept_fields
 from hekta_redcap.core.errors import HektaError
+from hekta_redcap.core.texts import catalog, in_language
 from hekta_redcap.definitions import scoring
 from hekta_redcap.definitions.instruments import Derived, Field, Instrument, Score
 from hekta_redcap.definitions.model import LANGUAGES, Text
 from hekta_redcap.definitions.study import Project
 from hekta_redcap.redcap.fieldtypes import checkbox_column
+from hekta_redcap.redcap.names import EVENT, REPEAT_INSTANCE, REPEAT_INSTRUMENT
 
-EVENT, REPEAT, INSTANCE = "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"
 LONG_COLUMNS = ("rand_group", "days_since_randomization")
-"""Columns the long export adds to every row (their definitions are in `_WORDS`)."""
+"""Columns the long export adds to every row (their definitions are in codebook.yaml)."""
 HTML_FILE, MARKDOWN_FILE = "codebook.html", "codebook.md"
 
-# Every fixed word, as (bokmål, English): headings and the sentences that explain the rules.
-_WORDS: dict[str, tuple[str, str]] = {
-    "title": ("Kodebok", "Codebook"),
-    "intro": (
-        "Generert fra definisjonene (instrument- og studiefilene). Tellingene er fra "
-        "{records} poster og {rows} rader i eksporten.",
-        "Generated from the definitions (the instrument and study files). Counts are from "
-        "{records} records and {rows} rows of the export.",
-    ),
-    "contents": ("Innhold", "Contents"),
-    "key_columns": ("Nøkler", "Keys"),
-    "missing_codes": ("Koder for manglende data", "Missing data codes"),
-    "missing_codes_note": (
-        "Et felt som har en av disse kodene, er besvart med grunnen til at verdien mangler; "
-        "i avkrysningsfelt står koden som en egen kolonne (for eksempel felt___unk = 1).",
-        "A field holding one of these codes says why its value is missing; a checkbox field "
-        "has one extra column per code (for example field___unk = 1).",
-    ),
-    "instruments": ("Instrumenter", "Instruments"),
-    "variables": ("Variabler", "Variables"),
-    "scores": ("Skårer og avledede variabler", "Scores and derived variables"),
-    "counts": ("Observert per hendelse", "Observed per event"),
-    "counts_note": (
-        "n: rader med skjemaet ved hendelsen (for gjentatte skjema: forekomster); utfylt, tom "
-        "og hver kode for manglende data summerer til n. Per kode: antall rader med koden (for "
-        "avkrysning: antall avkrysset). Identifikatorer vises bare som antall.",
-        "n: rows holding the form at the event (for a repeating form: instances); filled, "
-        "blank and each missing data code add up to n. By code: rows holding each code (for a "
-        "checkbox: rows ticked). Identifiers are shown as counts only.",
-    ),
-    "outcomes": ("Sysselsettingsutfall", "Employment outcomes"),
-    "outcomes_note": (
-        "Tabellen employment_outcomes: én rad per randomisert deltaker, avledet fra "
-        "jobbepisodene og randomiseringsdatoen.",
-        "The table employment_outcomes: one row per randomised participant, derived from the "
-        "job episodes and the randomisation date.",
-    ),
-    "long": ("Ekstra kolonner i lang eksport", "Extra columns of the long export"),
-    "variable": ("Variabel", "Variable"),
-    "label": ("Etikett", "Label"),
-    "type": ("Type", "Type"),
-    "codes": ("Koder", "Codes"),
-    "events": ("Hendelser", "Events"),
-    "identifier": ("Avidentifisert eksport", "De-identified exports"),
-    "identifier_yes": ("fjernes (identifikator)", "dropped (identifier)"),
-    "notes_dropped": ("fjernes (fritekst)", "dropped (free text)"),
-    "form_dropped": ("eksporteres ikke (oppfølgingsstatus)", "never exported (follow-up status)"),
-    "kept": ("med", "kept"),
-    "no": ("nei", "no"),
-    "none": ("ingen", "none"),
-    "yes": ("ja", "yes"),
-    "true": ("sant", "true"),
-    "false": ("usant", "false"),
-    "event": ("Hendelse", "Event"),
-    "filled": ("utfylt", "filled"),
-    "blank": ("tom", "blank"),
-    "by_code": ("per kode", "by code"),
-    "all_rows": ("alle rader", "all rows"),
-    "per_participant": ("per deltaker", "per participant"),
-    "every_row": ("alle rader", "every row"),
-    # about an instrument
-    "form": ("Skjema", "Form"),
-    "source": ("Kilde", "Source"),
-    "licence": ("Lisens", "Licence"),
-    "ship_text": ("full tekst i repoet", "full text in the repository"),
-    "codes_only": ("bare koder (lisensiert tekst)", "codes only (licensed text)"),
-    "overlay_missing": (
-        "lisensiert tekst er ikke installert her: etikettene er plassholdere",
-        "licensed text not installed here: labels are placeholders",
-    ),
-    "translation": ("Oversettelse", "Translation"),
-    "official": ("offisiell", "official"),
-    "verified": ("kontrollert", "verified"),
-    "draft": ("utkast (ikke kontrollert)", "draft (not checked)"),
-    "version": ("Versjon", "Version"),
-    "recall": ("Tidsramme", "Recall period"),
-    "repeating": (
-        "Gjentas: én rad per forekomst ({instance}), med {repeat} = {form}",
-        "Repeating: one row per instance ({instance}), with {repeat} = {form}",
-    ),
-    "rows": ("Rader", "Rows"),
-    "collection": ("Innsamling", "Collection"),
-    "survey": ("spørreskjema som deltakeren fyller ut (survey)", "survey the participant fills in"),
-    # about a field
-    "validation": ("Validering", "Validation"),
-    "range": ("Gyldig område", "Range"),
-    "formula": ("Formel", "Formula"),
-    "slider": ("Skyveknapp", "Slider"),
-    "note": ("Merknad", "Note"),
-    "shown_when": ("Vises når", "Shown when"),
-    "required": ("Påkrevd", "Required"),
-    "annotation": ("Handlingsmerker", "Action tags"),
-    "option_columns": (
-        "Én kolonne per valg: 1 = avkrysset, 0 = ikke avkrysset",
-        "One column per option: 1 = ticked, 0 = not ticked",
-    ),
-    # about a score
-    "items": ("Spørsmål", "Items"),
-    "aggregate": ("Beregning", "Aggregation"),
-    "sum": ("summen av spørsmålene", "sum of the items"),
-    "mean": ("gjennomsnittet av de besvarte spørsmålene", "mean of the answered items"),
-    "profile": (
-        "profil: spørsmålenes koder etter hverandre (tekst)",
-        "profile: the items' codes in order (text)",
-    ),
-    "multiply": ("ganget med {factor}", "multiplied by {factor}"),
-    "reverse": ("Snudd", "Reversed"),
-    "reverse_rule": (
-        "(laveste + høyeste kode) − verdi: {items}",
-        "(lowest + highest code) − value: {items}",
-    ),
-    "skip_rule": ("Hopperegel", "Skip rule"),
-    "skip_text": (
-        "når {when}: {items} teller 0 hvis tomme",
-        "when {when}: {items} count 0 when blank",
-    ),
-    "missing_rule": ("Manglende svar", "Missing items"),
-    "rule_all": (
-        "mangler hvis ett av de {n} spørsmålene mangler (ingen pro-rating)",
-        "missing if any of the {n} items is missing (no pro-rating)",
-    ),
-    "rule_sum_min": (
-        "summen av de besvarte når minst {k} av {n} er besvart (ikke pro-ratet), ellers mangler",
-        "sum of the answered items when at least {k} of {n} are answered (not pro-rated), "
-        "else missing",
-    ),
-    "rule_prorate": (
-        "pro-ratet når spørsmål mangler: sum × {n} / antall besvart, når minst {k} av {n} er "
-        "besvart; ellers mangler",
-        "pro-rated when items are missing: sum × {n} / number answered, when at least {k} of "
-        "{n} are answered; else missing",
-    ),
-    "rule_mean": (
-        "gjennomsnittet når minst {k} av {n} er besvart, ellers mangler",
-        "the mean when at least {k} of {n} are answered, else missing",
-    ),
-    "rule_partial": (
-        "delsum av de besvarte (mangler bare når ingen er besvart); {name}_incomplete = 1 til "
-        "minst {k} av {n} er besvart, og det som avledes av skåren mangler så lenge",
-        "partial sum of the answered items (missing only when none is answered); "
-        "{name}_incomplete = 1 until at least {k} of {n} are answered, and whatever derives "
-        "from the score is missing meanwhile",
-    ),
-    "gate": ("Krav", "Gate"),
-    "gate_text": (
-        "mangler med mindre minst {k} av disse {n} er besvart: {items}",
-        "missing unless at least {k} of these {n} are answered: {items}",
-    ),
-    "n_answered": (
-        "{label}: antall besvarte spørsmål (strukturelle nuller medregnet)",
-        "{label}: number of items answered (structural zeros included)",
-    ),
-    "prorated": (
-        "{label}: 1 når skåren er beregnet fra færre enn alle spørsmålene (pro-ratet sum eller "
-        "gjennomsnitt av de besvarte), 0 når alle er besvart; mangler når skåren mangler",
-        "{label}: 1 when the score was computed from fewer than all its items (a pro-rated sum "
-        "or the mean of the answered items), 0 when all are answered; missing when the score is",
-    ),
-    "incomplete": (
-        "{label}: 1 så lenge færre enn {k} spørsmål er besvart",
-        "{label}: 1 while fewer than {k} items are answered",
-    ),
-    "from": ("Fra", "From"),
-    "logic": ("Logikk", "Logic"),
-    "rule": ("Regel", "Rule"),
-    "band": ("{label} ({low} ≤ {source} < {high})", "{label} ({low} ≤ {source} < {high})"),
-    "band_last": ("{label} ({source} ≥ {low})", "{label} ({source} ≥ {low})"),
-    "band_rule": (
-        "halvåpne intervaller på den uavrundede verdien; mangler når {source} mangler",
-        "half-open bands on the unrounded value; missing when {source} is missing",
-    ),
-    "cutoff_rule": (
-        "1 når {source} {op} {value}, ellers 0; mangler når {source} mangler",
-        "1 when {source} {op} {value}, else 0; missing when {source} is missing",
-    ),
-    "by_sex_rule": (
-        "1 når {source} {cutoffs}, ellers 0; mangler når {source} eller kjønn ({sex}) mangler",
-        "1 when {source} {cutoffs}, else 0; missing when {source} or sex ({sex}) is missing",
-    ),
-    "male": ("menn", "men"),
-    "female": ("kvinner", "women"),
-    "linear_rule": ("{source} × {multiply} + {add}", "{source} × {multiply} + {add}"),
-    "logic_rule": (
-        "1 når logikken er sann; 0 når den er usann og alle feltene den leser er kjent; "
-        "ellers mangler",
-        "1 when the logic is true; 0 when it is false and every field it reads is known; "
-        "else missing",
-    ),
-    "after_skip": (
-        "spørsmålene leses etter skjemaets hopperegler",
-        "items are read after the form's skip rules",
-    ),
-    "while_partial": (
-        "mangler så lenge {source} er ufullstendig",
-        "missing while {source} is incomplete",
-    ),
-    "alert": ("Varsel", "Alert"),
-    "safety": (
-        "klinisk varsel for den kliniske rutinen, ikke et utfall",
-        "a clinical alert for the clinical routine, not an outcome",
-    ),
-    # keys and the long export's extra columns
-    "record_id_key": (
-        "{label}: postens ID, på alle postens rader",
-        "{label}: the record id, on every row of the record",
-    ),
-    "event_key": ("Hendelsen raden hører til", "The event the row belongs to"),
-    "repeat_key": (
-        "Det gjentatte skjemaet raden hører til (tom for hendelsens vanlige rad)",
-        "The repeating form the row belongs to (blank on the event's plain row)",
-    ),
-    "instance_key": (
-        "Forekomstnummer i det gjentatte skjemaet",
-        "The instance number of the repeating form",
-    ),
-    "rand_group": (
-        "Tildelt gruppe ({field}), gjentatt på alle deltakerens rader",
-        "Allocated group ({field}), repeated on every row of the participant",
-    ),
-    "days_since_randomization": (
-        "Dager fra randomiseringsdatoen ({anchor}) til datoen for radens kartlegging (negativt "
-        "før randomisering); mangler når en av datoene mangler",
-        "Days from the randomisation date ({anchor}) to the date of the row's assessment "
-        "(negative before randomisation); missing when either date is missing",
-    ),
-}
-
-# Display names of the variable types (see `_type_of`).
-_TYPES: dict[str, tuple[str, str]] = {
-    "text": ("tekst", "text"),
-    "date": ("dato", "date"),
-    "datetime": ("dato og klokkeslett", "date and time"),
-    "time": ("klokkeslett", "time"),
-    "integer": ("heltall", "integer"),
-    "number": ("tall", "number"),
-    "email": ("e-post", "e-mail"),
-    "phone": ("telefon", "phone"),
-    "notes": ("fritekst (notat)", "notes (free text)"),
-    "radio": ("valg", "choice"),
-    "dropdown": ("valg (nedtrekksliste)", "choice (dropdown)"),
-    "sql": ("valg (fra en SQL-spørring i REDCap)", "choice (from an SQL query in REDCap)"),
-    "checkbox": ("avkrysning (flere valg; kolonne per valg)", "checkbox (one column per option)"),
-    "yesno": ("ja/nei", "yes-no"),
-    "truefalse": ("sant/usant", "true-false"),
-    "calc": ("beregnet (calc)", "calc"),
-    "slider": ("skyveknapp (heltall)", "slider (integer)"),
-    "file": ("fil", "file"),
-    "descriptive": ("beskrivende tekst (ingen verdi)", "descriptive text (no value)"),
-    "score": ("skår (desimaltall, full presisjon)", "score (decimal, full precision)"),
-    "profile": ("profil (tekst)", "profile (text)"),
-    "category": ("kategori (heltallskode)", "category (integer code)"),
-    "flag": ("flagg (0/1)", "flag (0/1)"),
-    "boolean": ("logisk (sann/usann)", "boolean (true/false)"),
-}
+# Every fixed word (headings and the sentences that explain the rules, `words.<id>`) and the
+# display names of the variable types (`types.<kind>`, see `_type_of`) are in codebook.yaml.
+_TEXTS = catalog("hekta_redcap.analysis", "codebook.yaml")
 # REDCap's own codes for yes-no and true-false fields (not part of any definition).
 _BUILT_IN = {"yesno": (("1", "yes"), ("0", "no")), "truefalse": (("1", "true"), ("0", "false"))}
 # A text field's validation type by its prefix: the first that matches names the type.
@@ -393,7 +143,7 @@ def build_codebook(
     a column left out is blank throughout."""
     if language not in LANGUAGES:
         raise HektaError(f"codebook language must be one of {', '.join(LANGUAGES)}: '{language}'")
-    words = {key: pair[LANGUAGES.index(language)] for key, pair in _WORDS.items()}
+    words = in_language(_TEXTS, language, "words")
     frame = _text(pd.DataFrame(rows))
     record_id = project.study.record_id
     builder = _Builder(project, language, words, frame)
@@ -466,7 +216,7 @@ class _Builder:
         return (text.get(self.language) or "") if text else ""
 
     def type_name(self, kind: str) -> str:
-        return _TYPES[kind][LANGUAGES.index(self.language)]
+        return _TEXTS[f"types.{kind}"][self.language]
 
     def events(self, form: str) -> tuple[Code, ...]:
         """The events a form is collected at (one pseudo-event for a classic project)."""
@@ -508,7 +258,9 @@ class _Builder:
             about.append(Detail(w["recall"], self.text(instrument.recall)))
         about.append(Detail(w["events"], _listed(events)))
         if use.repeating:
-            repeating = w["repeating"].format(instance=INSTANCE, repeat=REPEAT, form=use.form)
+            repeating = w["repeating"].format(
+                instance=REPEAT_INSTANCE, repeat=REPEAT_INSTRUMENT, form=use.form
+            )
             about.append(Detail(w["rows"], repeating))
         if use.survey:
             about.append(Detail(w["collection"], w["survey"]))
@@ -583,7 +335,7 @@ class _Builder:
         the events it is collected at."""
         use = self.project.use_of(form)
         frame = self.frame
-        rows = _column(frame, REPEAT) == (form if use.repeating else "")
+        rows = _column(frame, REPEAT_INSTRUMENT) == (form if use.repeating else "")
         position = pd.Index([e.code for e in events]).get_indexer(_column(frame, EVENT))
         rows &= position >= 0
         return _Held(frame[rows], position[rows.to_numpy()], events)
@@ -784,8 +536,8 @@ class _Builder:
         if repeating:
             forms = tuple(Code(f, self.text(self.project.instruments[f].label)) for f in repeating)
             keys += [
-                Variable(REPEAT, w["repeat_key"], self.type_name("radio"), forms),
-                Variable(INSTANCE, w["instance_key"], self.type_name("integer")),
+                Variable(REPEAT_INSTRUMENT, w["repeat_key"], self.type_name("radio"), forms),
+                Variable(REPEAT_INSTANCE, w["instance_key"], self.type_name("integer")),
             ]
         return tuple(keys)
 

@@ -45,6 +45,7 @@ from matplotlib.patches import Rectangle
 
 from hekta_redcap.core.clock import shown_date
 from hekta_redcap.core.errors import HektaError
+from hekta_redcap.core.texts import catalog, in_language
 from hekta_redcap.definitions.instruments import Field, Instrument
 from hekta_redcap.definitions.model import LANGUAGES
 from hekta_redcap.definitions.study import Followup, Project, Schedule
@@ -78,64 +79,15 @@ ANALYSIS = (*ENDINGS, "data_withdrawn", "analysed")
 RETENTION = ("event", "months", "column", "due", "assessed", "share")
 FILES = ("flow.csv", "flow.md", "consort.png", "consort.svg", "retention.png", "retention.svg")
 
-# Labels of the stage, state and column keys (the end-of-study statuses' and the groups' come
-# from the definitions), and the other words the files show.
-_LABELS = {
-    "nb": {
-        "screened": "Vurdert for inklusjon",
-        "excluded": "Ekskludert",
-        "not_eligible": "Oppfylte ikke inklusjonskriteriene",
-        "declined": "Takket nei til å delta",
-        "other_reasons": "Andre grunner",
-        "consented": "Samtykket",
-        "randomised": "Randomisert",
-        "assessed": "Gjennomført",
-        "missed": "Ikke gjennomført",
-        "not_yet_due": "Ikke forfalt ennå",
-        "data_withdrawn": "Ekskludert fra analysen (data kan ikke brukes)",
-        "analysed": "Analysert",
-        TOTAL: "Totalt",
-        UNKNOWN: "Ukjent gruppe",
-    },
-    "en": {
-        "screened": "Assessed for eligibility",
-        "excluded": "Excluded",
-        "not_eligible": "Not meeting inclusion criteria",
-        "declined": "Declined to participate",
-        "other_reasons": "Other reasons",
-        "consented": "Consented",
-        "randomised": "Randomised",
-        "assessed": "Assessed",
-        "missed": "Not assessed",
-        "not_yet_due": "Not yet due",
-        "data_withdrawn": "Excluded from analysis (data may not be used)",
-        "analysed": "Analysed",
-        TOTAL: "Total",
-        UNKNOWN: "Group unknown",
-    },
-}
-_PHRASES = {
-    "nb": {
-        "stage": "Steg",
-        "allocated": "Tildelt",
-        "phases": ("Inklusjon", "Tildeling", "Oppfølging", "Analyse"),
-        "flow_title": "Deltakerflyt per {date}",
-        "retention_title": "Andel gjennomført av dem som er forfalt, per {date}",
-        "months": "Måneder etter randomisering",
-        "share": "Gjennomført (%)",
-        "percent": "{share:.0f} % ({assessed}/{due})",
-    },
-    "en": {
-        "stage": "Stage",
-        "allocated": "Allocated",
-        "phases": ("Enrolment", "Allocation", "Follow-up", "Analysis"),
-        "flow_title": "Participant flow as of {date}",
-        "retention_title": "Share assessed of those due, as of {date}",
-        "months": "Months since randomisation",
-        "share": "Assessed (%)",
-        "percent": "{share:.0f}% ({assessed}/{due})",
-    },
-}
+# The words the files show are in consort.yaml: the labels of the stage, state and column keys
+# (`labels.<key>`: the end-of-study statuses' and the groups' come from the definitions), the
+# diagram's phases in order (`phases.<id>`) and the other phrases (`phrases.<id>`).
+_TEXTS = catalog("hekta_redcap.analysis", "consort.yaml")
+_PHASES = ("enrolment", "allocation", "follow_up", "analysis")
+
+
+def _phrases(language: str) -> dict[str, str]:
+    return in_language(_TEXTS, language, "phrases")
 
 
 @dataclass(frozen=True)
@@ -161,7 +113,7 @@ class Flow:
         """The table as people read it: a label column, and columns named by their labels."""
         shown = self.table.rename(columns=self.labels)
         shown.insert(
-            0, _PHRASES[self.language]["stage"], [self.labels[s] for s in self.table.index]
+            0, _phrases(self.language)["stage"], [self.labels[s] for s in self.table.index]
         )
         return shown
 
@@ -349,7 +301,7 @@ def _assessments(rules: Schedule) -> list[Followup]:
 
 def _labels(project: Project, rules: Schedule, language: str) -> dict[str, str]:
     instrument, field = _field(project, GROUP)
-    labels = dict(_LABELS[language])
+    labels = in_language(_TEXTS, language, "labels")
     labels |= {c.code: instrument.choice_label(c, language) for c in instrument.choices_of(field)}
     eos, status = _field(project, EOS_STATUS)
     by_code = {c.code: eos.choice_label(c, language) for c in eos.choices_of(status)}
@@ -401,7 +353,7 @@ def write_flow(flow: Flow, directory: Path) -> list[Path]:
 
 
 def _markdown(flow: Flow, labelled: pd.DataFrame) -> str:
-    title = _PHRASES[flow.language]["flow_title"].format(date=shown_date(flow.as_of, flow.language))
+    title = _phrases(flow.language)["flow_title"].format(date=shown_date(flow.as_of, flow.language))
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
@@ -447,7 +399,7 @@ def _text(*parts: str) -> tuple[str, ...]:
 def _diagram(flow: Flow) -> Figure:
     """The CONSORT boxes: assessed for eligibility, excluded beside the way down, randomised,
     then one column per group: allocated, each follow-up, analysed."""
-    words, n = _PHRASES[flow.language], flow.labels
+    words, n = _phrases(flow.language), flow.labels
     groups = flow.groups
 
     def counted(key: str, column: str = TOTAL, label: str | None = None) -> str:
@@ -540,7 +492,7 @@ def _diagram(flow: Flow) -> Figure:
         for tier in range(3, len(tiers) - 1):
             arrow(x + BOX / 2, tops[tier] - tiers[tier][i].height, x + BOX / 2, tops[tier + 1])
 
-    phases = words["phases"]
+    phases = [_TEXTS[f"phases.{phase}"][flow.language] for phase in _PHASES]
     spans = [(0, 2), (3, 3), (4, len(tiers) - 2), (len(tiers) - 1, len(tiers) - 1)]
     for phase, (first, last) in zip(phases, spans, strict=True):
         if first > last:  # a schedule without follow-ups
@@ -568,7 +520,7 @@ def _draw(ax: Axes, box: _Box, top: float) -> None:
 def _retention_plot(flow: Flow) -> Figure:
     """Share of each group assessed at each follow-up, of those due, labelled with the percent
     and the counts (above the point where it is the highest of the follow-up's, else below)."""
-    words = _PHRASES[flow.language]
+    words = _phrases(flow.language)
     figure = Figure(figsize=(6.4, 4.4))
     ax = figure.add_subplot()
     retention = flow.retention.assign(percent=flow.retention["share"] * 100)

@@ -22,6 +22,7 @@ import jinja2
 import pandas as pd
 
 from hekta_redcap.core.clock import shown_date
+from hekta_redcap.core.texts import catalog
 from hekta_redcap.definitions.study import Project
 from hekta_redcap.followup.schedule import COLUMNS, state_labels
 
@@ -30,20 +31,9 @@ DATES = ("anchor_date", "target_date", "window_open", "window_close")
 URGENCY = {"overdue": 1, "window_open": 2, "reminded": 2, "not_due": 4}
 ADD_CONTACT = 3  # the rank of a not-yet-due follow-up whose participant has no contact details
 SOON = dt.timedelta(days=14)  # not-yet-due follow-ups opening within this are worth showing
-HEADINGS = {
-    "nb": ("ID", "Hendelse", "Vindu", "Status", "Påm.", "Neste handling"),
-    "en": ("ID", "Event", "Window", "State", "Rem.", "Next action"),
-}
-
-
-NOTICES = {
-    "surveys_off": {
-        "nb": "Undersøkelser (surveys) er slått av i REDCap-prosjektet: ingen påminnelser med "
-        "lenke sendes før de slås på i Project Setup.",
-        "en": "Surveys are disabled in the REDCap project: no reminder with a survey link is sent "
-        "until they are enabled in Project Setup.",
-    },
-}
+# The words people read are in texts.yaml beside this module; the table's columns in order:
+_HEADINGS = ("id", "event", "window", "state", "reminders", "next_action")
+_TEXTS = catalog("hekta_redcap.followup", "texts.yaml")
 
 
 def notices(project: Project, info: Mapping[str, Any], language: str) -> list[str]:
@@ -52,7 +42,7 @@ def notices(project: Project, info: Mapping[str, Any], language: str) -> list[st
     policy = project.study.reminders
     messages = policy is not None and any(s.to == "participant" for s in policy.steps)
     off = messages and bool(info) and not int(info.get("surveys_enabled") or 0)
-    return [NOTICES["surveys_off"][language]] if off else []
+    return [_TEXTS["notices.surveys_off"][language]] if off else []
 
 
 def write_csv(work: pd.DataFrame, file: Path) -> Path:
@@ -145,7 +135,7 @@ def table(
         )
         for i in shown
     ]
-    heads = HEADINGS[language]
+    heads = tuple(_TEXTS[f"headings.{h}"][language] for h in _HEADINGS)
     widths = [max(len(r[n]) for r in [heads, *rows]) for n in range(len(heads))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -155,7 +145,7 @@ def table(
     lines[:0] = [f"! {note}" for note in notes or []]
     total = ", ".join(f"{label}: {n}" for label, n in counts(project, work, language).items())
     lines.append("")
-    lines.append(total or ("Ingen oppfølginger" if language == "nb" else "No follow-ups"))
+    lines.append(total or _TEXTS["no_followups"][language])
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 
+from hekta_redcap.core.texts import catalog, in_language
 from hekta_redcap.redcap import logic
 from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.validation.layout import Layout, Spec
@@ -55,133 +56,40 @@ class Rule:
     message: tuple[str, str]
 
 
-# In order of precedence: a cell breaking several rules is listed for the first.
-RULES: dict[str, Rule] = {
-    "skip-violation": Rule(
-        ERROR,
-        ("Svar som hoppregelen skjuler", "Answer the skip rule hides"),
-        (
-            "{label} har svaret {value}, men skal hoppes over når {reason}: "
-            "rett svaret eller slett det.",
-            "{label} has the answer {value} but is skipped when {reason}: "
-            "correct the answer or delete it.",
-        ),
-    ),
-    "hidden-value": Rule(
-        ERROR,
-        ("Skjult felt med verdi", "Hidden field holding a value"),
-        (
-            "{label} skal være skjult etter svarene på skjemaet, men har en verdi: "
-            "slett verdien eller rett svaret som skjuler feltet.",
-            "{label} should be hidden by the answers on the form but holds a value: "
-            "delete it or correct the answer that hides it.",
-        ),
-    ),
-    "missing-code": Rule(
-        ADVISORY,
-        ("Kode for manglende data", "Missing data code"),
-        (
-            "{label} har koden for manglende data {code} ({meaning}): sjekk om svaret kan skaffes.",
-            "{label} holds the missing data code {code} ({meaning}): "
-            "check whether the answer can be obtained.",
-        ),
-    ),
-    "type": Rule(
-        ERROR,
-        ("Feil format", "Wrong format"),
-        ("{the_value} er ikke {kind} for {label}.", "{the_value} is not {kind} for {label}."),
-    ),
-    "choice": Rule(
-        ERROR,
-        ("Ugyldig svaralternativ", "Invalid answer option"),
-        (
-            "{the_value} er ikke et av svaralternativene for {label} (gyldige koder: {codes}).",
-            "{the_value} is not one of the answer options for {label} (valid codes: {codes}).",
-        ),
-    ),
-    "range": Rule(
-        ERROR,
-        ("Utenfor tillatt område", "Out of range"),
-        (
-            "{the_value} er {side} {bound} for {label}.",
-            "{the_value} is {side} {bound} for {label}.",
-        ),
-    ),
-    "calc-mismatch": Rule(
-        ERROR,
-        ("Beregning stemmer ikke", "Calculation differs"),
-        (
-            "Lagret verdi{stored} for {label} stemmer ikke med beregningen ({expected}): "
-            "åpne skjemaet og lagre det på nytt.",
-            "The stored value{stored} of {label} differs from its calculation ({expected}): "
-            "open the form and save it again.",
-        ),
-    ),
-    "required": Rule(
-        ERROR,
-        ("Påkrevd felt er tomt", "Required field blank"),
-        ("{label} må fylles ut, men er tomt.", "{label} is required but blank."),
-    ),
-    "date-order": Rule(
-        ERROR,
-        ("Datoer i feil rekkefølge", "Dates out of order"),
-        (
-            "{label}{when} er før {other_label}{other_when}: sjekk begge datoene.",
-            "{label}{when} is before {other_label}{other_when}: check both dates.",
-        ),
-    ),
-    "check": Rule(
-        ERROR,  # each check's own severity and message come from the study file
-        ("Studiens egne kontroller", "The study's own checks"),
-        ("{label}: {value}", "{label}: {value}"),
-    ),
-    "blank": Rule(
-        ADVISORY,
-        ("Tomt felt", "Blank field"),
-        ("{label} er tomt.", "{label} is blank."),
-    ),
-    "outlier": Rule(
-        ADVISORY,
-        ("Uvanlig verdi", "Unusual value"),
-        (
-            "{the_value} for {label} skiller seg klart fra de andre svarene (median {mean}): "
-            "sjekk at den er riktig.",
-            "{the_value} for {label} stands far from the other answers (median {mean}): "
-            "check that it is right.",
-        ),
-    ),
-}
-# A checkbox's exclusive option (@NONEOFTHEABOVE) ticked together with another ("choice").
-EXCLUSIVE = (
-    "{label}: {option} kan ikke krysses av sammen med andre svar (avkrysset: {value}).",
-    "{label}: {option} cannot be ticked together with other answers (ticked: {value}).",
-)
 LANGS = ("nb", "en")
-_WORDS = {
-    "the_value": ("Verdien", "The value"),
-    "blank": ("tom", "blank"),
-    "max": ("over maks", "above the maximum"),
-    "min": ("under min", "below the minimum"),
-    "max-date": ("etter siste tillatte dato", "after the latest allowed date"),
-    "min-date": ("før første tillatte dato", "before the earliest allowed date"),
-    "today": ("i dag", "today"),
-    "and": ("og", "and"),
-    "or": ("eller", "or"),
-    "is": ("er", "is"),
+# The words are in texts.yaml beside this module: each rule's under `rules.<rule>`.
+_TEXTS = catalog("hekta_redcap.validation", "texts.yaml")
+
+
+def _pair(key: str) -> tuple[str, str]:
+    entry = _TEXTS[key]
+    return entry["nb"], entry["en"]
+
+
+# In order of precedence: a cell breaking several rules is listed for the first.
+_SEVERITIES = {
+    "skip-violation": ERROR,
+    "hidden-value": ERROR,
+    "missing-code": ADVISORY,
+    "type": ERROR,
+    "choice": ERROR,
+    "range": ERROR,
+    "calc-mismatch": ERROR,
+    "required": ERROR,
+    "date-order": ERROR,
+    "check": ERROR,  # each check's own severity and message come from the study file
+    "blank": ADVISORY,
+    "outlier": ADVISORY,
 }
-# REDCap's own labels for its built-in choices (not in the definitions).
-_BUILT_IN = {
-    "yesno": {"1": ("Ja", "Yes"), "0": ("Nei", "No")},
-    "truefalse": {"1": ("Sant", "True"), "0": ("Usant", "False")},
+RULES: dict[str, Rule] = {
+    rule: Rule(severity, _pair(f"rules.{rule}.finds"), _pair(f"rules.{rule}.message"))
+    for rule, severity in _SEVERITIES.items()
 }
-_KINDS = {
-    "date": ("en gyldig dato", "a valid date"),
-    "datetime": ("en gyldig dato og tid", "a valid date and time"),
-    "time": ("et gyldig klokkeslett", "a valid time"),
-    "integer": ("et heltall", "a whole number"),
-    "number": ("et tall", "a number"),
-    "email": ("en gyldig e-postadresse", "a valid e-mail address"),
-}
+# Per language: the words messages are built from, REDCap's own labels for its built-in
+# choices (`yesno.1`: not in the definitions) and what a validation expects (`date`).
+_WORDS = {lang: in_language(_TEXTS, lang, "words") for lang in LANGS}
+_BUILT_IN = {lang: in_language(_TEXTS, lang, "built_in") for lang in LANGS}
+_KINDS = {lang: in_language(_TEXTS, lang, "kinds") for lang in LANGS}
 _DISPLAY_ORDER = {"dmy": (2, 1, 0), "mdy": (1, 2, 0)}
 _STORED_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(.*)")
 
@@ -311,21 +219,22 @@ class Message:
         self.layout, self.spec, self.hit = layout, spec, hit
 
     def text(self, lang: str) -> str:
-        i = LANGS.index(lang)
-        words = {key: pair[i] for key, pair in _WORDS.items()}
+        words = _WORDS[lang]
         hit, spec = self.hit, self.spec
-        value = self.shown(spec, hit.value, i)
+        value = self.shown(spec, hit.value, lang)
         fill = {
-            "label": self.label(spec, i, option=hit.column != spec.field.name),
+            "label": self.label(spec, lang, option=hit.column != spec.field.name),
             "value": value,
             "the_value": words["the_value"] + (f" {value}" if value else ""),
         }
         match hit.rule:
             case "type":
-                fill["kind"] = self.kind(i)
+                fill["kind"] = self.kind(lang)
             case "range":
                 bound = spec.field.max if hit.detail == "max" else spec.field.min
-                shown = words["today"] if bound in ("today", "now") else self.shown(spec, bound, i)
+                shown = (
+                    words["today"] if bound in ("today", "now") else self.shown(spec, bound, lang)
+                )
                 if (validation_of(spec) or "").startswith("date"):
                     fill |= {"side": words[f"{hit.detail}-date"], "bound": f"({shown or bound})"}
                 else:
@@ -333,10 +242,9 @@ class Message:
             case "choice" if hit.detail == "exclusive":
                 choices = spec.instrument.choices_of(spec.field)
                 alone = [c for c in choices if c.code in exclusive_codes(spec)]
-                quote = "«{}»" if i == 0 else "“{}”"
-                names = [quote.format(spec.instrument.choice_label(c, LANGS[i])) for c in alone]
+                names = [_quoted(spec.instrument.choice_label(c, lang), lang) for c in alone]
                 fill["option"] = f" {words['or']} ".join(names)
-                return EXCLUSIVE[i].format_map(fill)
+                return _TEXTS["exclusive"][lang].format_map(fill)
             case "choice":
                 fill["codes"] = ", ".join(codes_of(spec) or [])
             case "calc-mismatch":
@@ -349,35 +257,34 @@ class Message:
                 fill["meaning"] = ", ".join(names.get(c, c) for c in hit.value.split(","))
             case "date-order":
                 other = self.layout.field_spec(hit.detail)
-                other_value = self.shown(other, hit.other, i)
+                other_value = self.shown(other, hit.other, lang)
                 fill |= {
                     "when": f" ({value})" if value else "",
-                    "other_label": self.label(other, i),
+                    "other_label": self.label(other, lang),
                     "other_when": f" ({other_value})" if other_value else "",
                 }
             case "skip-violation":
-                fill["reason"] = self.reason(hit.detail, i, words)
+                fill["reason"] = self.reason(hit.detail, lang)
             case "outlier":
                 fill["mean"] = hit.other
             case "check":
                 check = next(
                     c for c in self.layout.study.data_quality.checks if c.name == hit.detail
                 )
-                return (check.message.get(LANGS[i]) or check.name).format_map(fill)
-        return RULES[hit.rule].message[i].format_map(fill)
+                return (check.message.get(lang) or check.name).format_map(fill)
+        return _TEXTS[f"rules.{hit.rule}.message"][lang].format_map(fill)
 
     @staticmethod
-    def label(spec: Spec, i: int, option: bool = False) -> str:
+    def label(spec: Spec, lang: str, option: bool = False) -> str:
         """A field's label in quotes; a checkbox option's with the option's label."""
-        lang = LANGS[i]
         text = spec.instrument.label_of(spec.field, lang)
         if option and spec.code is not None:
             choice = next(c for c in spec.instrument.choices_of(spec.field) if c.code == spec.code)
             text = f"{text}: {spec.instrument.choice_label(choice, lang)}"
-        return f"«{text}»" if lang == "nb" else f"“{text}”"
+        return _quoted(text, lang)
 
     @staticmethod
-    def shown(spec: Spec, value: str, i: int) -> str:
+    def shown(spec: Spec, value: str, lang: str) -> str:
         """A stored value as a person sees it: dates in the field's display order, choices with
         their label; nothing for an identifier field."""
         if spec.field.identifier or not value:
@@ -388,34 +295,40 @@ class Message:
         if validation.startswith("date") and order and match:
             parts = match.groups()
             return "-".join(parts[j] for j in order) + parts[3]
-        labels = _BUILT_IN.get(spec.field.type, {})
-        if value in labels:
-            return f"{value} ({labels[value][i]})"
+        built_in = _BUILT_IN[lang].get(f"{spec.field.type}.{value}")
+        if built_in is not None:
+            return f"{value} ({built_in})"
         if spec.field.type in ("radio", "dropdown"):
             for choice in spec.instrument.choices_of(spec.field):
                 if choice.code == value and choice.label is not None:
-                    return f"{value} ({spec.instrument.choice_label(choice, LANGS[i])})"
+                    return f"{value} ({spec.instrument.choice_label(choice, lang)})"
         return value
 
-    def kind(self, i: int) -> str:
+    def kind(self, lang: str) -> str:
         """What the field's validation expects, in words."""
         validation = validation_of(self.spec) or ""
         places = re.fullmatch(r"number_(\d)dp(_comma_decimal)?", validation)
         if places:
-            n = places.group(1)
-            return (f"et tall med {n} desimal(er)", f"a number with {n} decimal place(s)")[i]
+            return _TEXTS["decimal_number"][lang].format(n=places.group(1))
         families = ("datetime", "date", "time", "number")
         family = next((f for f in families if validation.startswith(f)), validation)
-        return _KINDS.get(family, (f"gyldig for {validation}", f"valid for {validation}"))[i]
+        kind = _KINDS[lang].get(family)
+        return kind if kind is not None else _TEXTS["valid_for"][lang].format(validation=validation)
 
-    def reason(self, when: str, i: int, words: dict[str, str]) -> str:
+    def reason(self, when: str, lang: str) -> str:
         """A skip rule's condition as this row's answers: «Item 1» er «0 (Aldri)»."""
+        words = _WORDS[lang]
         parts = []
         for ref in dict.fromkeys(logic.references(logic.parse(when))):
             if ref.field is None:
                 continue
             spec = self.layout.field_spec(ref.field)
             stored = _stored(self.layout, ref, self.hit.row)
-            shown = self.shown(spec, stored, i) or words["blank"]
-            parts.append(f"{self.label(spec, i)} {words['is']} {shown}")
+            shown = self.shown(spec, stored, lang) or words["blank"]
+            parts.append(f"{self.label(spec, lang)} {words['is']} {shown}")
         return f" {words['and']} ".join(parts)
+
+
+def _quoted(text: str, lang: str) -> str:
+    """A label or option as quoted in the language: «Yrke» in bokmål, “Occupation” in English."""
+    return _TEXTS["quoted"][lang].format(text=text)
