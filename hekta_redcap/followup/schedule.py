@@ -32,7 +32,6 @@ before the window opens, and to call via the clinic while it is open (`contact_m
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import datetime as dt
 from collections.abc import Mapping
@@ -41,9 +40,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+from dateutil.relativedelta import relativedelta
 
+from hekta_redcap import LANGUAGES
 from hekta_redcap.core.clock import shown_date
 from hekta_redcap.core.errors import HektaError
+from hekta_redcap.core.texts import catalog, in_language
 from hekta_redcap.definitions.study import (
     Followup,
     Offset,
@@ -55,6 +57,7 @@ from hekta_redcap.definitions.study import (
 from hekta_redcap.followup.channels import InvalidContact, normalise_email, normalise_phone
 from hekta_redcap.redcap import logic
 from hekta_redcap.redcap.logic_frame import evaluate_frame, truth
+from hekta_redcap.redcap.names import DAG, EVENT, REPEAT_INSTRUMENT
 
 COLUMNS = ("record_id", "event", "anchor_date", "target_date", "window_open", "window_close")
 # The worklist: the CSV contract first, then what the HTML, digest and reminders also use.
@@ -78,58 +81,21 @@ STATES = ("not_due", "window_open", "reminded", "completed", "overdue", "missed"
 TAKEN = ("intent", "sent", "maybe_sent")
 MAX_ATTEMPTS = 3
 HISTORY = ("record_id", "event", "step", "channel", "status", "attempts", "at")
-EVENT = "redcap_event_name"
-REPEAT = "redcap_repeat_instrument"
-DAG = "redcap_data_access_group"
-
-_PHRASES = {
-    "nb": {
-        "check": "Sjekk om meldingen ble sendt",
-        "refused": "Meldingen ble avvist: sjekk kontaktinformasjonen",
-        "add": "Legg inn kontaktinformasjon",
-        "clinic": "Ring via behandlingsstedet",
-        "waiting": "Venter på svar",
-        "enter": "Registrer data",
-        "call": "Ring deltakeren",
-        "stopped": "Ingen (stanset: {reason})",
-        "by": "{step} ({channel}) {date}",
-        "task": "{step} {date}",
-        "sms": "SMS",
-        "email": "e-post",
-    },
-    "en": {
-        "check": "Check whether the message was sent",
-        "refused": "The message was refused: check the contact details",
-        "add": "Add contact details",
-        "clinic": "Call via the clinic",
-        "waiting": "Awaiting a response",
-        "enter": "Enter the data",
-        "call": "Call the participant",
-        "stopped": "None (stopped: {reason})",
-        "by": "{step} ({channel}) {date}",
-        "task": "{step} {date}",
-        "sms": "SMS",
-        "email": "e-mail",
-    },
-}
+# The words of the next actions are in texts.yaml beside this module (`actions.<id>`).
+_TEXTS = catalog("hekta_redcap.followup", "texts.yaml")
+_ACTIONS = {lang: in_language(_TEXTS, lang, "actions") for lang in LANGUAGES}
 
 
 def add(day: dt.date, span: Offset) -> dt.date:
     """A date moved by a span: calendar months first (clipped to the month's last day), then
-    days."""
-    month = day.month - 1 + span.months
-    year, month = day.year + month // 12, month % 12 + 1
-    clipped = min(day.day, calendar.monthrange(year, month)[1])
-    return dt.date(year, month, clipped) + dt.timedelta(days=span.days)
+    days, as relativedelta does."""
+    return day + relativedelta(months=span.months, days=span.days)
 
 
 def shift(dates: pd.Series, offset: Offset) -> pd.Series:
-    """`add` over a Series of dates."""
-    moved = pd.to_datetime(dates)
-    if offset.months:
-        moved = moved + pd.DateOffset(months=offset.months)
-    if offset.days:
-        moved = moved + pd.Timedelta(days=offset.days)
+    """`add` over a Series of dates, vectorised: pandas' DateOffset is relativedelta's rule
+    (months first, clipped, then days) applied to whole arrays."""
+    moved = pd.to_datetime(dates) + pd.DateOffset(months=offset.months, days=offset.days)
     return moved.dt.date
 
 
@@ -200,7 +166,7 @@ def frame_of(
     frame = pd.DataFrame(rows)
     record_id = project.study.record_id
     if narrow:
-        wanted = {record_id, EVENT, REPEAT, DAG, _rules(project).anchor_field}
+        wanted = {record_id, EVENT, REPEAT_INSTRUMENT, DAG, _rules(project).anchor_field}
         if project.study.reminders is not None:
             wanted.update(contact_fields(project.study.reminders))
         frame = frame[
@@ -217,8 +183,8 @@ def latest_values(project: Project, rows: pd.DataFrame, fields: list[str]) -> pd
     (contact details and end-of-study answers may be updated at any visit)."""
     record_id = project.study.record_id
     plain = rows
-    if REPEAT in rows.columns:
-        plain = rows[rows[REPEAT] == ""]
+    if REPEAT_INSTRUMENT in rows.columns:
+        plain = rows[rows[REPEAT_INSTRUMENT] == ""]
     order = {e.unique_name: n for n, e in enumerate(project.study.events)}
     if EVENT in plain.columns:
         plain = plain.assign(_order=plain[EVENT].map(order).fillna(-1))
@@ -239,8 +205,8 @@ def completed(project: Project, rows: pd.DataFrame, followup: Followup) -> pd.In
         u.form for u in project.study.instruments if u.survey and followup.event in u.events
     ]
     at = rows[rows[EVENT] == followup.event] if EVENT in rows.columns else rows
-    if REPEAT in at.columns:
-        at = at[at[REPEAT] == ""]
+    if REPEAT_INSTRUMENT in at.columns:
+        at = at[at[REPEAT_INSTRUMENT] == ""]
     if not forms:
         return pd.Index([])
     status = at.reindex(columns=[f"{f}_complete" for f in forms], fill_value="")
@@ -474,7 +440,7 @@ def _assess(
     upcoming = None
     if followup.contact and state in ("not_due", "window_open", "reminded", "overdue"):
         upcoming = next_step(policy, opens, closes, contact, history)
-    phrases = _PHRASES[language]
+    phrases = _ACTIONS[language]
     if maybe:
         action = phrases["check"]
     elif refused and state not in ("completed", "stopped", "missed"):
