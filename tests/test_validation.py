@@ -61,6 +61,7 @@ def clean(record: str, dag: str = "") -> dict[str, str]:
         "record_id": record,
         "redcap_event_name": BASELINE,
         "redcap_data_access_group": dag,
+        "site": "1",
         "consent_elig_adult": "1",
         "consent_elig_sud_tx": "1",
         "consent_elig_wants_work": "1",

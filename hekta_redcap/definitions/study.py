@@ -202,6 +202,50 @@ class DataQuality(Node):
     checks: list[Check] = []
 
 
+class AllocatedArm(Node):
+    """An arm of the randomization: the target field's code and its share of each block."""
+
+    code: str
+    ratio: int = 1
+
+    _code = field_validator("code", mode="before")(lambda v: str(v))
+
+
+class Stratum(Node):
+    """A stratification factor: a field's choice codes, or (`dag`) the data access groups
+    named, by unique group name."""
+
+    field: str | None = None
+    dag: list[str] | None = None
+
+
+class Planned(Node):
+    """Planned enrolment per stratum, and the margin the allocation table adds to it (0.5:
+    half as many slots again), so a stratum that recruits faster never runs out of slots."""
+
+    per_stratum: int
+    margin: float = 0.5
+
+
+class Randomization(Node):
+    """The trial's allocation on REDCap's randomization module (docs/randomization.md):
+    stratified permuted blocks of randomly varying size. `event` holds the target and the
+    strata fields; a record is randomized once `consent` (REDCap logic) holds and the forms
+    in `complete` are complete at that event; `randomize` then writes `date_field` (and
+    `by_field`, the person's initials)."""
+
+    target: str
+    arms: list[AllocatedArm]
+    strata: list[Stratum] = []
+    event: str | None = None
+    blocks: list[int]
+    planned: Planned
+    consent: str
+    complete: list[str] = []
+    date_field: str | None = None
+    by_field: str | None = None
+
+
 class MissingCode(Node):
     code: str
     label: str
@@ -223,6 +267,7 @@ class Study(Node):
     date_order: list[DateOrder] = []
     data_quality: DataQuality = DataQuality()
     reminders: ReminderPolicy | None = None
+    randomization: Randomization | None = None
 
     @property
     def longitudinal(self) -> bool:

@@ -11,7 +11,7 @@ Rules in families, each a small function:
   text, choice sets, scoring specifications;
 - study rules check the project: its design (`lint.design`: events, mappings, repeating setup,
   codes), its follow-up and reminders (`lint.followup`), and validation's settings
-  (`lint.data_quality`).
+  (`lint.data_quality`), and its randomization (`lint.randomization`).
 
 Each finding names the file and line it is about. Errors make `hekta-redcap lint` exit 1;
 warnings do not.
@@ -41,9 +41,16 @@ from hekta_redcap.lint.data_quality import DATA_QUALITY_RULES
 from hekta_redcap.lint.definitions import DEFINITION_RULES
 from hekta_redcap.lint.design import DESIGN_RULES
 from hekta_redcap.lint.followup import FOLLOWUP_RULES
+from hekta_redcap.lint.randomization import RANDOMIZATION_RULES
 
 __all__ = ["Finding", "lint_all", "lint_project", "project_context"]
-RULES = [*DEFINITION_RULES, *DESIGN_RULES, *FOLLOWUP_RULES, *DATA_QUALITY_RULES]
+RULES = [
+    *DEFINITION_RULES,
+    *DESIGN_RULES,
+    *FOLLOWUP_RULES,
+    *DATA_QUALITY_RULES,
+    *RANDOMIZATION_RULES,
+]
 
 
 def project_context(project: Project) -> DictionaryContext:
