@@ -100,3 +100,16 @@ def test_settings_are_typed_with_their_defaults_and_blanks_unset() -> None:
     assert settings.store == Path("var/hekta.sqlite3")
     secret = Settings.load((), {"HEKTA_SMS_PASSWORD": "pa55word"}).sms_password
     assert secret is not None and secret.reveal() == "pa55word" and "pa55word" not in repr(secret)
+
+
+def test_definitions_default_to_the_checkout_s_outside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a directory without ./instruments, the shipped definitions are found (the
+    package moved a level down once and looked inside itself)."""
+    from hekta_redcap.definitions.study import default_root
+
+    monkeypatch.chdir(tmp_path)
+    root = default_root()
+    assert (root / "studies" / "hekta.yaml").is_file()
+    assert root == Path(__file__).resolve().parent.parent / "instruments"

@@ -305,11 +305,12 @@ class Project:
 
 
 def default_root() -> Path:
-    """The definitions directory: `instruments/` here, else the one beside the package."""
+    """The definitions directory: `instruments/` here, else the one beside the package (the
+    checkout's, two levels above this module)."""
     local = Path("instruments")
     if local.is_dir():
         return local
-    return Path(__file__).resolve().parent.parent / "instruments"
+    return Path(__file__).resolve().parents[2] / "instruments"
 
 
 def available_projects(root: Path) -> list[str]:
