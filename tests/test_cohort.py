@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -323,3 +323,26 @@ def test_a_second_cohort_can_follow_the_first(project: Project) -> None:
 def test_a_project_without_a_schedule_is_refused() -> None:
     with pytest.raises(ValueError, match="no schedule"):
         generate(load_project("ips_fidelity", LIBRARY), 3)
+
+
+def test_groups_come_from_the_allocation_asked_in_enrolment_order(project: Project) -> None:
+    """As REDCap's module would allocate: asked once per participant, in order of enrolment,
+    with the participant's site; the rows carry what it answered."""
+    asked: list[dict[str, str]] = []
+
+    def allocate(strata: Mapping[str, str]) -> str:
+        asked.append(dict(strata))
+        return "2" if strata["site"] == "1" else "1"
+
+    cohort = generate(project, 40, seed=5, errors=False, today=TODAY, allocate=allocate)
+    assert len(asked) == 40
+    assert {s["site"] for s in asked} == {"1", "2", "3"}
+    baseline = {
+        r["record_id"]: r
+        for r in cohort.rows
+        if r["redcap_event_name"] == "baseline_arm_1" and not r["redcap_repeat_instrument"]
+    }
+    for record, strata in zip(cohort.participants, asked, strict=True):
+        assert baseline[record]["site"] == strata["site"]
+        assert baseline[record]["rand_group"] == ("2" if strata["site"] == "1" else "1")
+        assert cohort.groups[record] == baseline[record]["rand_group"]

@@ -97,27 +97,50 @@ class DataError:
     what: str
 
 
+# Randomizes one record through REDCap's module and returns the group it was given.
+Randomize = Callable[[str], str]
+# Gives the group the module will allocate next to a participant with these strata values.
+Allocate = Callable[[Mapping[str, str]], str]
+
+
 @dataclass
 class Cohort:
-    """Flat import rows (grouped by record), the deliberate errors in them, and the record ids
-    of the participants in enrolment order."""
+    """Flat import rows (grouped by record), the deliberate errors in them, the record ids of
+    the participants in enrolment order, and each one's allocated group."""
 
     rows: list[dict[str, str]]
     errors: list[DataError]
     participants: list[str]
     record_id: str = "record_id"
+    target: str = "rand_group"
+    groups: dict[str, str] = field(default_factory=dict)
 
-    def load(self, client: redcap.Project, batch: int = 500) -> int:
+    def load(
+        self, client: redcap.Project, batch: int = 500, randomize: Randomize | None = None
+    ) -> int:
         """Import the rows `batch` records at a time, so that no record is split across two
-        imports; returns the number of records REDCap reports imported."""
+        imports; returns the number of records REDCap reports imported. With `randomize`, the
+        allocation is REDCap's module's: the rows go in without the target field, then each
+        participant is randomized in enrolment order, and the module's group must be the one
+        the cohort was simulated with (`generate(allocate=...)`)."""
+        rows = self.rows
+        if randomize is not None:
+            rows = [{k: v for k, v in row.items() if k != self.target} for row in rows]
         by_record: dict[str, list[dict[str, str]]] = {}
-        for row in self.rows:
+        for row in rows:
             by_record.setdefault(row[self.record_id], []).append(row)
         records = list(by_record.values())
         count = 0
         for start in range(0, len(records), batch):
             chunk = [row for rows in records[start : start + batch] for row in rows]
             count += int(client.import_records(chunk)["count"])
+        for record in self.participants if randomize is not None else ():
+            group = randomize(record)
+            if group != self.groups[record]:
+                raise RuntimeError(
+                    f"record {record}: the module allocated {group}, the cohort was simulated "
+                    f"with {self.groups[record]} (another allocation table?)"
+                )
         return count
 
 
@@ -129,14 +152,20 @@ def generate(
     errors: bool = True,
     today: dt.date | None = None,
     first: int = 1,
+    allocate: Allocate | None = None,
 ) -> Cohort:
     """A cohort of `participants` with record ids `first`, `first + 1`, ... (the project must
-    have a schedule: its anchor and follow-ups drive the dates)."""
+    have a schedule: its anchor and follow-ups drive the dates). Groups come from `allocate`
+    (asked in enrolment order with each participant's strata values, as REDCap's module will
+    be), else from the cohort's own permuted blocks."""
     builder = _Builder(project, random.Random(seed), today or dt.date.today())
-    people = builder.people(participants, first)
+    people = builder.people(participants, first, allocate)
     rows = [row for person in people for row in builder.rows(person)]
     found = builder.add_errors(rows) if errors else []
-    return Cohort(rows, found, [p.record for p in people], project.study.record_id)
+    groups = {p.record: p.answers[builder.target] for p in people}
+    return Cohort(
+        rows, found, [p.record for p in people], project.study.record_id, builder.target, groups
+    )
 
 
 # -- what a field may hold, from the definitions ------------------------------------------------
@@ -337,8 +366,13 @@ class _Builder:
             ]
             for event in study.events
         }
-        self.ips = self.code("rand_group", "IPS")
-        self.control = next(c for c in self.fields["rand_group"].codes if c != self.ips)
+        design = study.randomization
+        self.target = design.target if design else "rand_group"
+        self.ips = self.code(self.target, "IPS")
+        self.control = next(c for c in self.fields[self.target].codes if c != self.ips)
+        # The stratification fields, each recruiting unevenly across its codes (a first site
+        # recruits twice what the second does, ...), as sites do.
+        self.strata = [self.fields[s.field] for s in design.strata if s.field] if design else []
 
     def code(self, name: str, english: str) -> str:
         """The code of the choice whose English label starts with `english` (the simulation
@@ -359,12 +393,20 @@ class _Builder:
 
     # -- people -------------------------------------------------------------------------------
 
-    def people(self, count: int, first: int) -> list[_Person]:
+    def people(self, count: int, first: int, allocate: Allocate | None) -> list[_Person]:
         rng = self.rng
         start = self.today - dt.timedelta(days=RECRUITMENT_DAYS + 7)
         days = sorted(rng.randrange(RECRUITMENT_DAYS) for _ in range(count))
+        blocks = self._allocation(count) if allocate is None else []
         people = []
-        for n, (day, group) in enumerate(zip(days, self._allocation(count), strict=True)):
+        for n, day in enumerate(days):
+            strata = {
+                item.name: rng.choices(item.codes, [1 / k for k in range(1, len(item.codes) + 1)])[
+                    0
+                ]
+                for item in self.strata
+            }
+            group = allocate(strata) if allocate is not None else blocks[n]
             rand = start + dt.timedelta(days=day)
             consent = rand - dt.timedelta(days=rng.randrange(15))
             person = _Person(
@@ -373,6 +415,7 @@ class _Builder:
             self._follow(person)
             self._work(person)
             self._identify(person, group)
+            person.answers.update(strata)
             people.append(person)
         return people
 
@@ -462,7 +505,7 @@ class _Builder:
             "contact_alternative": alternative if rng.random() < 0.4 else "",
             "do_not_contact": "1" if rng.random() < 0.03 else "0",
             self.anchor: person.rand.isoformat(),
-            "rand_group": group,
+            self.target: group,
             "rand_by": rng.choice(STAFF_INITIALS),
             "consent_date": person.consent.isoformat(),
             "consent_obtained_by": rng.choice(STAFF_INITIALS),
