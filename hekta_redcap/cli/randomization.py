@@ -35,9 +35,16 @@ def table_command(
 ) -> None:
     """Write the development and production allocation tables (stratified permuted blocks of
     randomly varying size) in the format of REDCap's upload, with a manifest and a summary."""
+    from hekta_redcap.cli.common import print_findings
+    from hekta_redcap.lint import lint_project
     from hekta_redcap.randomization.tables import write_tables
 
-    written = write_tables(load(project, root, overlay_dir), output, seed_file)
+    loaded = load(project, root, overlay_dir)
+    errors = [f for f in lint_project(loaded) if f.severity == "error"]
+    if errors:  # tables from a design lint refuses would allocate wrongly: none are written
+        print_findings(errors)
+        raise SystemExit(1)
+    written = write_tables(loaded, output, seed_file)
     click.echo(written.text())
 
 
