@@ -208,7 +208,6 @@ def test_provisioned_project_matches_the_definitions(tmp_path: Path) -> None:
 
 def test_what_the_server_cannot_do_is_refused_clearly(classic: Handle) -> None:
     for data in (
-        {"content": "randomization", "action": "randomize", "record": "1"},
         {"content": "record", "format": "odm"},
         {"content": "record", "format": "json", "combineCheckboxOptions": "true"},
     ):

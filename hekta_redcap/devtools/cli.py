@@ -6,21 +6,13 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from hekta_redcap.cli.common import definition_options, load, project_option
 from hekta_redcap.core.errors import HektaError
-from hekta_redcap.core.settings import SANDBOX_ENV
+from hekta_redcap.core.settings import SANDBOX_ENV, Settings, token_variable
 from hekta_redcap.devtools.sandbox.faults import KINDS
-
-if TYPE_CHECKING:
-    pass
-
-from hekta_redcap.cli.common import (
-    definition_options,
-    load,
-)
 
 
 @click.group(invoke_without_command=True)
@@ -114,6 +106,42 @@ def sandbox_init(
     for name, what in outcome.items():
         click.echo(f"{name}: {what}")
     click.echo(f"URL and tokens written to {env_file}; serve with: hekta-redcap sandbox")
+
+
+@sandbox.command("allocation")
+@project_option
+@click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--production", is_flag=True, help="The production table (default: development).")
+@click.pass_context
+def sandbox_allocation(ctx: click.Context, project: str, table: Path, production: bool) -> None:
+    """Set up randomization and load an allocation TABLE (CSV: the target field, then the
+    strata), as a person does on REDCap's randomization pages; the project is the one its
+    token (REDCAP_TOKEN_<PROJECT>, from `sandbox init`) opens on the local server."""
+    from hekta_redcap.devtools.sandbox.allocation import upload
+    from hekta_redcap.devtools.sandbox.models import ProjectModel
+    from hekta_redcap.devtools.sandbox.server import DATABASE
+    from hekta_redcap.devtools.sandbox.store import Store
+
+    _, _, data = ctx.meta["sandbox"]
+    settings: Settings = ctx.obj
+    token = settings.token(project).reveal()
+    store = Store(data / DATABASE)
+    try:
+        with store.transaction() as conn:
+            found = conn.execute("SELECT project_id FROM user WHERE token = ?", (token,)).fetchone()
+            if found is None:
+                raise HektaError(
+                    f"{token_variable(project)} opens no project of the local server in {data}: "
+                    "run `hekta-redcap sandbox init` first"
+                )
+            randomization, slots = upload(ProjectModel(conn, found[0]), table, production)
+    finally:
+        store.close()
+    kind = "production" if production else "development"
+    click.echo(
+        f"{project}: randomization id {randomization.rid} ({', '.join(randomization.fields)}); "
+        f"{kind} allocation table loaded with {slots} slots"
+    )
 
 
 @click.command("demo")

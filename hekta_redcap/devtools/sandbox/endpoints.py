@@ -38,6 +38,7 @@ PRIVILEGE_ERRORS = {
     "logging": "You do not have Logging privileges",
     "reports": "You do not have Reports privileges",
     "record_rename": "You do not have Rename Record privileges",
+    "random_perform": "You do not have Randomize privileges",  # [I] after the others
 }
 
 

@@ -26,7 +26,7 @@ import orjson
 
 from hekta_redcap.redcap.dictionary import COLUMNS
 from hekta_redcap.redcap.fieldtypes import checkbox_column, parse_choices
-from hekta_redcap.redcap.names import natural_key, unique_event_name
+from hekta_redcap.redcap.names import DAG, natural_key, unique_event_name
 
 METADATA_COLUMNS = COLUMNS  # REDCap's 18 data dictionary keys, in order
 COMPLETE_CHOICES = (("0", "Incomplete"), ("1", "Unverified"), ("2", "Complete"))
@@ -51,6 +51,23 @@ class Event:
     day_offset: float | None = None
     offset_min: float | None = None
     offset_max: float | None = None
+
+
+@dataclass(frozen=True)
+class Randomization:
+    """A randomization of REDCap's module: its id, the target field and the strata fields,
+    each with the id of the event holding it (`redcap_data_access_group` stands for the
+    record's data access group)."""
+
+    rid: int
+    target: str
+    target_event: int
+    strata: tuple[tuple[str, int], ...]
+
+    @property
+    def fields(self) -> list[str]:
+        """The target and the strata fields: what the allocation table's columns name."""
+        return [self.target, *(name for name, _ in self.strata)]
 
 
 @dataclass
@@ -613,6 +630,11 @@ class ProjectModel:
                 "UPDATE participant SET record = ? WHERE project_id = ? AND record = ?",
                 (new, self.project_id, old),
             )
+            self.conn.execute(  # the slot stays the record's, so it is not randomized twice
+                "UPDATE allocation SET record = ? WHERE record = ? AND rid IN "
+                "(SELECT rid FROM randomization WHERE project_id = ?)",
+                (new, old, self.project_id),
+            )
         self.forget_empty_record(old)
 
     def forget_empty_record(self, record: str) -> None:
@@ -645,6 +667,118 @@ class ProjectModel:
             (self.project_id, when or now(), username, action, details, record, event, kind),
         )
 
+    # -- randomization ------------------------------------------------------------------------
+
+    @cached_property
+    def randomizations(self) -> list[Randomization]:
+        rows = self.conn.execute(
+            "SELECT rid, target, target_event, strata FROM randomization WHERE project_id = ? "
+            "ORDER BY rid",
+            (self.project_id,),
+        )
+        return [
+            Randomization(r[0], r[1], r[2], tuple((f, e) for f, e in json.loads(r[3])))
+            for r in rows
+        ]
+
+    @property
+    def randomization_enabled(self) -> bool:
+        return bool(self.info.get("randomization_enabled")) and bool(self.randomizations)
+
+    def event_holding(self, field_name: str) -> int | None:
+        """The event a randomization reads a field at: the first event collecting its form
+        (REDCap's setup page asks for it; the first is what a design with one such event
+        gets [I]), the classic project's event id 0, or None when no event collects it. The
+        data access group belongs to the record, not to an event (0)."""
+        if field_name == DAG or not self.longitudinal:
+            return CLASSIC_EVENT_ID
+        form = self.form_of(field_name)
+        return next((e.event_id for e in self.events if form in self.forms_at(e.event_id)), None)
+
+    def add_randomization(self, target: str, strata: list[str]) -> Randomization:
+        """A new randomization, with the module enabled, as REDCap's setup page saves it: each
+        field with the event holding it (callers check there is one)."""
+        events = {name: self.event_holding(name) for name in (target, *strata)}
+        assert None not in events.values(), events
+        cursor = self.conn.execute(
+            "INSERT INTO randomization (project_id, target, target_event, strata) "
+            "VALUES (?, ?, ?, ?)",
+            (self.project_id, target, events[target], json.dumps([[n, events[n]] for n in strata])),
+        )
+        self.info["randomization_enabled"] = 1
+        self.save_info()
+        self.__dict__.pop("randomizations", None)
+        return next(r for r in self.randomizations if r.rid == cursor.lastrowid)
+
+    def allocation_in_use(self, rid: int, production: bool) -> bool:
+        """Whether any slot of the table is used (REDCap then keeps the table as it is)."""
+        row = self.conn.execute(
+            "SELECT 1 FROM allocation WHERE rid = ? AND production = ? AND record IS NOT NULL",
+            (rid, int(production)),
+        ).fetchone()
+        return row is not None
+
+    def replace_allocation(
+        self, rid: int, production: bool, slots: list[tuple[str, list[str]]]
+    ) -> None:
+        """Load an allocation table: (target value, strata values) per slot, in table order."""
+        self.conn.execute(
+            "DELETE FROM allocation WHERE rid = ? AND production = ?", (rid, int(production))
+        )
+        self.conn.executemany(
+            "INSERT INTO allocation (rid, production, slot, target_value, strata) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (rid, int(production), slot, value, json.dumps(strata))
+                for slot, (value, strata) in enumerate(slots, 1)
+            ],
+        )
+
+    def randomized(self, records: Iterable[str]) -> dict[str, list[Randomization]]:
+        """The randomizations each of these records has been randomized in (either table)."""
+        by_id = {r.rid: r for r in self.randomizations}
+        wanted = sorted(set(records)) if by_id else []
+        found: dict[str, list[Randomization]] = {}
+        for i in range(0, len(wanted), SQL_CHUNK):
+            chunk = wanted[i : i + SQL_CHUNK]
+            rows = self.conn.execute(
+                f"SELECT record, rid FROM allocation WHERE rid IN "
+                f"({','.join('?' * len(by_id))}) AND record IN ({','.join('?' * len(chunk))})",
+                (*by_id, *chunk),
+            )
+            for record, rid in rows:
+                found.setdefault(record, []).append(by_id[rid])
+        return found
+
+    def take_slot(
+        self, rid: int, strata: list[str], record: str, username: str, when: str
+    ) -> str | None:
+        """Give `record` the next free slot of its stratum in the table in use (production's
+        once the project is in production) and return its target value; None when the
+        stratum has no free slot left. Callers hold the request's transaction (BEGIN
+        IMMEDIATE: one writer at a time), so two calls never find the same free slot."""
+        production = int(self.in_production)
+        found = self.conn.execute(
+            "SELECT slot, target_value FROM allocation WHERE rid = ? AND production = ? "
+            "AND strata = ? AND record IS NULL ORDER BY slot LIMIT 1",
+            (rid, production, json.dumps(strata)),
+        ).fetchone()
+        if found is None:
+            return None
+        self.conn.execute(
+            "UPDATE allocation SET record = ?, allocated = ?, username = ? "
+            "WHERE rid = ? AND production = ? AND slot = ?",
+            (record, when, username, rid, production, found[0]),
+        )
+        return str(found[1])
+
+    def dag_names(self) -> dict[int, str]:
+        """Unique group names by DAG id."""
+        rows = self.conn.execute(
+            "SELECT dag_id, unique_name FROM dag WHERE project_id = ?", (self.project_id,)
+        )
+        return dict(rows.fetchall())
+
 
 # The rights of a project's creator as REDCap exports them (all 1 but these three).
 CREATOR_RIGHTS: dict[str, int] = {
@@ -661,11 +795,19 @@ CREATOR_RIGHTS: dict[str, int] = {
 }
 
 
+# The right to randomize a record, by its name in REDCap's project XML (UserRoles
+# `random_perform`). REDCap's user export does not show it (redcap-api.md §3.8 lists the keys),
+# so it is kept with the rights but not among the exported flags: the creator has it, a user
+# added through the API does not [I].
+RANDOMIZE_RIGHT = "random_perform"
+
+
 def creator_rights(forms: Iterable[str]) -> dict[str, Any]:
     """The creator's rights with full data entry and export rights on each form."""
     forms = list(forms)
     return {
         **CREATOR_RIGHTS,
+        RANDOMIZE_RIGHT: 1,
         "forms": dict.fromkeys(forms, 1),
         "forms_export": dict.fromkeys(forms, 1),
     }

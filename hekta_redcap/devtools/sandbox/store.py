@@ -93,6 +93,19 @@ CREATE TABLE IF NOT EXISTS participant (
     invitation_sent INTEGER NOT NULL DEFAULT 0, invitation_time TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS report (
     report_id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, definition TEXT NOT NULL);
+-- REDCap's randomization module: a randomization's target and strata fields, each with the
+-- event holding it (JSON [[field, event_id], ...], the DAG by its column name), and its two
+-- allocation tables (production 0/1), slots in table order. A slot is used once it names a
+-- record. Unused slots never leave the server. (No semicolons here: the schema splits on them.)
+CREATE TABLE IF NOT EXISTS randomization (
+    rid INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, target TEXT NOT NULL,
+    target_event INTEGER NOT NULL, strata TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS allocation (
+    rid INTEGER NOT NULL, production INTEGER NOT NULL, slot INTEGER NOT NULL,
+    target_value TEXT NOT NULL, strata TEXT NOT NULL,
+    record TEXT, allocated TEXT, username TEXT,
+    PRIMARY KEY (rid, production, slot));
+CREATE INDEX IF NOT EXISTS allocation_record ON allocation (rid, record);
 """
 
 

@@ -8,6 +8,7 @@ from hekta_redcap.devtools.sandbox.api import (  # noqa: F401
     pdf,
     project,
     project_xml,
+    randomization,
     records,
     reports,
     surveys,

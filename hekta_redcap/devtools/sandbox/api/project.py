@@ -186,10 +186,3 @@ def _settings(row: dict[str, str], allowed: frozenset[str]) -> dict[str, Any]:
 
 def _bad_value(key: str, value: str) -> ApiError:
     return ApiError(f"The value of the project attribute \"{key}\" is not valid: '{value}'")
-
-
-@endpoint("randomization", "randomize", "export", "import")
-def randomization(call: Call) -> Reply:
-    """REDCap 14+ randomizes through the API; this server does not, and says so rather than
-    answer as if the call were invalid."""
-    raise ApiError("The local REDCap-compatible server does not support randomization")

@@ -72,6 +72,11 @@ OTHER_DAG = "You may only assign records to your own Data Access Group."
 FOREIGN_RECORD = (
     "This record belongs to a Data Access Group that you are not in, so you cannot modify it."
 )
+# [I] REDCap refuses to change a randomized record's allocation or strata; its text is unknown.
+RANDOMIZED = (
+    "This field ('{field}') is the randomization field or a stratification field, and the record "
+    "has already been randomized, so its value cannot be changed."
+)
 
 XML_HEAD = '<?xml version="1.0" encoding="UTF-8" ?>'
 DATE_ORDERS = {"MDY": (3, 1, 2), "DMY": (3, 2, 1)}  # the groups holding year, month, day
@@ -406,6 +411,33 @@ class ImportReader:
                 self.errors.append((sent, rid, sent, FOREIGN_RECORD))
         self._fail_on_errors()
 
+    def keep_allocations(self, incoming: list[Incoming], overwrite: bool) -> None:
+        """REDCap's rule: once a record is randomized, its target and strata fields (and its
+        data access group, when that is a stratum) keep their values; sending the same value
+        again is no change. Any change refuses the whole import."""
+        randomized = self.model.randomized(row.record for row in incoming)
+        for row in incoming:
+            for randomization in randomized.get(row.record, []):
+                target = (randomization.target, randomization.target_event)
+                for name, event_id in (target, *randomization.strata):
+                    value = self._change(row, name, event_id, overwrite)
+                    if value is not None:
+                        self.errors.append((row.sent, name, value, RANDOMIZED.format(field=name)))
+        self._fail_on_errors()
+
+    def _change(self, row: Incoming, name: str, event_id: int, overwrite: bool) -> str | None:
+        """The value `row` would change a field (at its event) or the DAG to, or None."""
+        if name == DAG:
+            if row.dag_id is None or row.dag_id == self.model.record_info(row.record)["dag_id"]:
+                return None
+            return self.dags[row.dag_id].unique_name
+        place = (row.event_id, row.repeat_instrument, row.instance)
+        if place != (event_id, "", 0) or name not in row.values:
+            return None
+        value = row.values[name]
+        stored = self.model.get_row((row.record, event_id, "", 0)).values.get(name, "")
+        return value if value != stored and (value != "" or overwrite) else None
+
     def _fail_on_errors(self) -> None:
         """REDCap's data-error reply: one CSV-quoted line per bad cell."""
         if self.errors:
@@ -422,7 +454,9 @@ def import_records(call: Call) -> Reply:
     params = call.params
     overwrite = choice(params, "overwriteBehavior", ("normal", "overwrite")) == "overwrite"
     content = choice(params, "returnContent", ("count", "ids", "auto_ids", "nothing"))
-    incoming = ImportReader(call).read()
+    reader = ImportReader(call)
+    incoming = reader.read()
+    reader.keep_allocations(incoming, overwrite)
     save_rows(call, incoming, overwrite)
     fmt = call.return_format
     records = list(dict.fromkeys(row.record for row in incoming))
