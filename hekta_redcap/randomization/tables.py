@@ -224,14 +224,18 @@ class Written:
             ]
         if self.seed_file_exposed:
             said.append(
-                f"Warning: {self.seed_file} can be read by others than you; "
-                f"run: chmod 600 {self.seed_file}"
+                f"Warning: {self.seed_file} can be read by others than you; make it yours "
+                f"alone:\nchmod 600 {self.seed_file}"
             )
         return [*said, concealed]
 
 
 def _wrap(text: str, indent: str = "") -> str:
-    return textwrap.fill(text, WIDTH, subsequent_indent=indent, break_on_hyphens=False)
+    """A paragraph wrapped for the terminal; lines after the first newline are commands,
+    indented and left whole so that they can be copied."""
+    prose, *commands = text.split("\n")
+    wrapped = textwrap.fill(prose, WIDTH, subsequent_indent=indent, break_on_hyphens=False)
+    return "\n".join([wrapped, *(f"{indent}  {command}" for command in commands)])
 
 
 def _summary_table(design: Design, runs: dict[str, list[Run]]) -> list[str]:
@@ -286,11 +290,9 @@ def _steps(design: Design, project: str, directory: Path) -> list[str]:
     setup.append(f"the randomization field is {design.target}{at}")
     table = directory / TABLES["development"]
     steps = [step.format(project=project, setup="; ".join(setup), table=table) for step in STEPS]
-    lines = [_wrap(STEPS_INTRO.format(project=project))]
-    for n, step in enumerate(steps, start=1):
-        prose, *commands = step.split("\n")  # a command stays on one line, to copy
-        lines += [_wrap(f"{n}. {prose}", "   "), *(f"     {c}" for c in commands)]
-    return lines
+    return [_wrap(STEPS_INTRO.format(project=project))] + [
+        _wrap(f"{n}. {step}", "   ") for n, step in enumerate(steps, start=1)
+    ]
 
 
 WIDTH = 96
