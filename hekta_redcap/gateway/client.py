@@ -16,9 +16,11 @@ from hekta_redcap.core.logline import line
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.gateway.replies import (
     ACCESS_CODE,
+    NOT_VALID_CALL,
     RECORD_NAME,
     RETURN_CODE,
     VERSION,
+    is_allocation,
     is_survey_link,
 )
 from hekta_redcap.gateway.transport import (
@@ -117,7 +119,8 @@ class Gateway:
             ) from None
         except requests.RequestException as exc:  # PyCap's RedcapError: REDCap said no
             detail = refusal_text(exc)
-            raise Refused(f"REDCap at {self.url}: {name}: {detail}", detail) from None
+            retried = retrying.statistics.get("attempt_number", 1) > 1
+            raise Refused(f"REDCap at {self.url}: {name}: {detail}", detail, retried) from None
 
     def _pycap(self, method: str, *args: Any, **kwargs: Any) -> Any:
         bound = getattr(self.client, method)
@@ -207,6 +210,39 @@ class Gateway:
     def generate_next_record_name(self) -> str:
         bound = self.client.generate_next_record_name
         return self.call("generate_next_record_name", lambda: str(bound()), RECORD_NAME.fullmatch)  # type: ignore[arg-type]
+
+    # -- randomization ---------------------------------------------------------------------
+
+    def randomize(self, record: str, randomization_id: int | None = None) -> dict[str, str]:
+        """Randomize `record` with REDCap's randomization module (REDCap 14+; PyCap has no
+        call for it): `{"record", "target_field", "target_value"}`, checked. Not idempotent:
+        a retry after a dropped reply finds the record randomized, and REDCap says so
+        (`Refused.retried` tells that case apart; randomization.allocate re-reads the
+        record). A server that takes the method only as `content=randomization` (the form
+        some of REDCap's documentation gives) gets it once more in that form."""
+        payload = {
+            "content": "record",
+            "action": "randomize",
+            "record": record,
+            "format": "json",
+            "returnFormat": "json",
+        }
+        if randomization_id is not None:
+            payload["randomization_id"] = str(randomization_id)
+
+        def send(content: str) -> dict[str, str]:
+            return self.call(
+                "randomize",
+                lambda: self._raw({**payload, "content": content}, "json"),
+                lambda reply: is_allocation(reply, record),
+            )
+
+        try:
+            return send("record")
+        except Refused as exc:
+            if not NOT_VALID_CALL.search(exc.detail):
+                raise
+        return send("randomization")
 
     # -- surveys ---------------------------------------------------------------------------
 

@@ -50,13 +50,16 @@ class Unavailable(HektaError):
 
 
 class Refused(HektaError):
-    """REDCap refused the call with an error message of its own."""
+    """REDCap refused the call with an error message of its own. `retried`: an earlier
+    attempt of the same call failed transiently, so the server may have done the work then
+    (what a call that is not idempotent, randomizing, must know)."""
 
     exit_code = 2
 
-    def __init__(self, message: str, detail: str) -> None:
+    def __init__(self, message: str, detail: str, retried: bool = False) -> None:
         super().__init__(message)
         self.detail = detail  # REDCap's own words
+        self.retried = retried
 
 
 @dataclass(frozen=True)
