@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     validate_minutes: AtLeast1 = _setting("HEKTA_VALIDATE_MINUTES", 60)
     remind_minutes: AtLeast1 = _setting("HEKTA_REMIND_MINUTES", 15)
     user: str | None = _setting("HEKTA_USER")
+    allocation_table: Path | None = _setting("HEKTA_ALLOCATION_TABLE")
     # reminders: channels, texts, digests
     outbox_dir: Path | None = _setting("HEKTA_OUTBOX_DIR")
     smtp_host: str | None = _setting("HEKTA_SMTP_HOST")

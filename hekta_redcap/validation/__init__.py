@@ -29,6 +29,7 @@ from hekta_redcap.core.settings import Settings, token_variable
 from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.study import Project
 from hekta_redcap.gateway import Gateway
+from hekta_redcap.validation import randomization
 from hekta_redcap.validation.layout import Layout
 from hekta_redcap.validation.problems import ADVISORY, ERROR, RULES, EntryLinks, assemble
 from hekta_redcap.validation.reading import answers, cast, detect_codes
@@ -166,20 +167,23 @@ def read_export(file: Path) -> pd.DataFrame:
 
 def validate_store(settings: Settings, project: Project, store: Store) -> Result | None:
     """Validate the store's copy of the project (what the last sync pulled), as the daemon does
-    on its schedule and `validate` after a sync: the values people accepted stay accepted, and
-    the store keeps the open problems (with when each was first seen) and the typed data. None
-    when the store holds no records of the project."""
+    on its schedule and `validate` after a sync, with the randomization's rules where they
+    apply (`randomization`: they read REDCap's logging): the values people accepted stay
+    accepted, and the store keeps the open problems (with when each was first seen) and the
+    typed data. None when the store holds no records of the project."""
     rows = pd.DataFrame(store.raw_rows(project.name), dtype=str).fillna("")
     if rows.empty:
         return None
     source = f"the local store, synced from {settings.redcap_api_url or 'REDCap'}"
-    result = validate_records(
-        project,
-        rows,
-        links=entry_links(settings, project),
-        accepted=store.acceptances(project.name),
-        source=source,
-    )
+    links, accepted = entry_links(settings, project), store.acceptances(project.name)
+    result = validate_records(project, rows, links=links, accepted=accepted, source=source)
+    if randomization.applies(project, store):
+        found = randomization.randomization_problems(settings, project, store, links)
+        still, kept = _accepted(found, accepted)
+        if len(still):
+            result.problems = pd.concat([result.problems, still], ignore_index=True)
+        if len(kept):
+            result.accepted = pd.concat([result.accepted, kept], ignore_index=True)
     first_seen = store.set_problems(project.name, result.problems.to_dict("records"))
     result.problems = result.problems.assign(first_seen=first_seen)
     store.set_typed(project.name, result.typed)

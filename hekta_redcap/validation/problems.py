@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -21,7 +21,9 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 
-from hekta_redcap.core.texts import catalog, in_language
+from hekta_redcap.core.texts import Entry, catalog, in_language
+from hekta_redcap.randomization.audit import RULES as AUDIT_RULES
+from hekta_redcap.randomization.audit import TEXTS as AUDIT
 from hekta_redcap.redcap import logic
 from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.validation.layout import Layout, Spec
@@ -61,8 +63,8 @@ LANGS = ("nb", "en")
 _TEXTS = catalog("hekta_redcap.validation", "texts.yaml")
 
 
-def _pair(key: str) -> tuple[str, str]:
-    entry = _TEXTS[key]
+def _pair(key: str, texts: Mapping[str, Entry] = _TEXTS) -> tuple[str, str]:
+    entry = texts[key]
     return entry["nb"], entry["en"]
 
 
@@ -84,6 +86,11 @@ _SEVERITIES = {
 RULES: dict[str, Rule] = {
     rule: Rule(severity, _pair(f"rules.{rule}.finds"), _pair(f"rules.{rule}.message"))
     for rule, severity in _SEVERITIES.items()
+}
+# The randomization's rules (validation/randomization.py), errors in the audit's words.
+RULES |= {
+    rule: Rule(ERROR, _pair(f"rules.{rule}.finds", AUDIT), _pair(f"rules.{rule}.checks", AUDIT))
+    for rule in AUDIT_RULES
 }
 # Per language: the words messages are built from, REDCap's own labels for its built-in
 # choices (`yesno.1`: not in the definitions) and what a validation expects (`date`).
