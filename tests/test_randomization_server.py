@@ -25,6 +25,7 @@ from hekta_redcap.devtools.sandbox.server import SandboxServer
 STRATA_FIELDS = (
     'site,enrollment,,dropdown,Site,"1, Oslo | 2, Bergen | 3, Tromsø",,,,,,,,,,,,\n'
     "smoker,enrollment,,yesno,Smoker,,,,,,,,,,,,,\n"
+    'booster,enrollment,,radio,Booster,"1, Yes | 2, No",,,,,,,,,,,,\n'
 )
 DICTIONARY = LONGITUDINAL_DICTIONARY.replace(
     '"1, Drug | 2, Placebo",,,,,,,,,,,,\n', '"1, Drug | 2, Placebo",,,,,,,,,,,,\n' + STRATA_FIELDS
@@ -67,7 +68,8 @@ def allocation(handle: Handle, table: Path, *options: str) -> Result:
 
 
 def upload(handle: Handle, tmp_path: Path, rows: list[list[str]], *options: str) -> Result:
-    result = allocation(handle, write_table(tmp_path / f"table{options}.csv", rows), *options)
+    name = "-".join(rows[0]) + "".join(options)
+    result = allocation(handle, write_table(tmp_path / f"{name}.csv", rows), *options)
     assert result.exit_code == 0, result.output
     return result
 
@@ -360,3 +362,17 @@ def test_a_table_in_use_stays_and_strata_stay_the_same(trial: Handle, tmp_path: 
     again = allocation(trial, write_table(tmp_path / "again.csv", DEVELOPMENT))
     assert again.exit_code == 1 and "is in use" in again.output
     assert randomize(trial, "3").json()["target_value"] == "1"  # the table as it was
+
+
+def test_two_randomizations_of_one_project(trial: Handle, tmp_path: Path) -> None:
+    group, booster = (
+        re.findall(r"randomization id (\d+)", upload(trial, tmp_path, rows).output)[0]
+        for rows in (DEVELOPMENT, [["booster", "smoker"], ["2", "0"], ["1", "0"]])
+    )
+    reply = randomize(trial, "1")
+    assert reply.json() == {"error": 'The parameter "randomization_id" is missing'}
+    assert randomize(trial, "1", randomization_id=booster).json()["target_value"] == "2"
+    assert randomize(trial, "1", randomization_id=group).json()["target_value"] == "2"
+    reply = randomize(trial, "1", randomization_id=booster)
+    assert reply.json() == {"error": "Record '1' has already been randomized"}
+    assert randomize(trial, "3", randomization_id=booster).json()["target_value"] == "1"

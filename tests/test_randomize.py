@@ -179,6 +179,29 @@ def test_a_randomized_record_is_refused_without_its_group(trial: Settings) -> No
     assert randomize_entries(trial) == ["1: rand_group = '1'"]
 
 
+def test_the_randomization_id_setting(trial: Settings) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["randomize", "-p", "hekta", "1"],
+        env={**trial.values, "REDCAP_RANDOMIZATION_ID_HEKTA": "999"},
+    )
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (
+        1,
+        "error: record 1: REDCap refused to randomize: The value of the parameter "
+        '"randomization_id" is not valid',
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["randomize", "-p", "hekta", "1"],
+        env={**trial.values, "REDCAP_RANDOMIZATION_ID_HEKTA": "first"},
+    )
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: REDCAP_RANDOMIZATION_ID_HEKTA must be a whole number of 1 or more "
+        "(see .env.example)\n",
+    )
+
+
 @pytest.mark.parametrize("kind", ["drop", "truncate", "error", "html"])
 def test_a_transient_fault_never_randomizes_twice(
     sandbox: SandboxServer, trial: Settings, kind: str

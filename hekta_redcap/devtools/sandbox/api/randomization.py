@@ -46,7 +46,7 @@ def randomize(call: Call) -> Reply:
     randomization = _randomization(call)
     record = params.require("record")
     require_record(call, record)
-    if model.randomized([record]):
+    if randomization in model.randomized([record]).get(record, []):
         raise ApiError(ALREADY.format(record=record))
     strata = _strata_values(call, randomization, record)
     named = [(name, value) for (name, _), value in zip(randomization.strata, strata, strict=True)]
@@ -55,7 +55,7 @@ def randomize(call: Call) -> Reply:
     when = now()
     value = model.take_slot(randomization.rid, strata, record, call.u.username, when)
     if value is None:
-        shown = ", ".join(f"{name} = '{value}'" for name, value in named)
+        shown = ", ".join(f"{name} = '{code}'" for name, code in named)
         raise ApiError(NO_SLOT.format(record=record, strata=shown))
     target, event_id = randomization.target, randomization.target_event
     row = model.get_row((record, event_id, "", 0))

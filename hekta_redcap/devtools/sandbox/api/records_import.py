@@ -428,7 +428,8 @@ class ImportReader:
     def _change(self, row: Incoming, name: str, event_id: int, overwrite: bool) -> str | None:
         """The value `row` would change a field (at its event) or the DAG to, or None."""
         if name == DAG:
-            if row.dag_id is None or row.dag_id == self.model.record_info(row.record)["dag_id"]:
+            info = self.model.record_info(row.record)
+            if row.dag_id is None or (info is not None and row.dag_id == info["dag_id"]):
                 return None
             return self.dags[row.dag_id].unique_name
         place = (row.event_id, row.repeat_instrument, row.instance)
