@@ -71,10 +71,11 @@ def randomize(settings: Settings, project: Project, record: str, by: str | None)
     `by` (default: HEKTA_USER, else the login name, as validation.acceptance.who). Raises
     HektaError (one line) when the record may not be randomized or REDCap refuses."""
     design = design_of(project)
+    randomization_id = _randomization_id(settings, project.name)
     api = Gateway.open(settings, project.name)
     _check_may_randomize(design, record, _rows(api, project, record))
     try:
-        reply = api.randomize(record, _randomization_id(settings, project.name))
+        reply = api.randomize(record, randomization_id)
         code = reply["target_value"]
         outcome = "randomized"
     except Refused as exc:
