@@ -325,9 +325,8 @@ def write_tables(project: Project, out: Path, seed_file: Path | None) -> Written
     given, written to it (owner-only) before any table, so no table exists whose seeds were
     lost. Existing tables in `out` are refused, never replaced."""
     design = design_of(project)
-    _shares(design)
-    names = [*TABLES.values(), SUMMARY, MANIFEST]
-    for name in names:
+    _shares(design)  # a design whose blocks cannot keep the ratio is refused before any seed
+    for name in [*TABLES.values(), SUMMARY, MANIFEST]:
         if (out / name).exists():
             raise HektaError(
                 "already exists: allocation tables are never replaced (a table may already be "
