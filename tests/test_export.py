@@ -45,10 +45,13 @@ def project() -> Project:
 
 @pytest.fixture(scope="module")
 def rows(project: Project) -> pd.DataFrame:
-    """80 participants. Record 1: year of birth UNK, benefits at baseline answered ASKU (a
-    checkbox's missing data code); record 4: benefits at 6 months never started; record 3:
-    benefits at baseline started (complete) with nothing ticked."""
-    frame = pd.DataFrame(generate(project, 80, seed=11, today=TODAY).rows).fillna("")
+    """80 participants without deliberate errors. Record 1: year of birth UNK, benefits at
+    baseline answered ASKU (a checkbox's missing data code); record 2: consent obtained by
+    NASK (a text field's); record 4: benefits at 6 months never started; record 3: benefits at
+    baseline started (complete) with nothing ticked."""
+    cohort = generate(project, 80, seed=11, today=TODAY, errors=False)
+    frame = pd.DataFrame(cohort.rows).fillna("")
+    frame.loc[_row(frame, "2", BASE), "consent_obtained_by"] = "NASK"
     frame["benefit_types___asku"] = ""
     options = [c for c in frame if c.startswith("benefit_types___")]
     at = _row(frame, "1", BASE)
@@ -184,7 +187,8 @@ def test_wide_has_one_row_per_participant_suffixed_by_timepoint(
         "phq9_total_n_answered_12m",
     ]
     long_frame = long[0].frame
-    for record in ("5", "6"):
+    seen_at_6m = long_frame.loc[long_frame["redcap_event_name"] == SIX, "record_id"]
+    for record in list(seen_at_6m)[:2]:  # participants who came to the 6-month follow-up
         row = frame[frame["record_id"] == record].iloc[0]
         assert row["phq9_total_6m"] == at(long[0], record, SIX)["phq9_total"]
         assert row["phq9_1_base"] == at(long[0], record, BASE)["phq9_1"]
@@ -307,7 +311,7 @@ def test_missing_data_codes_are_kept_apart(long: list[Table]) -> None:
     assert table.labels["demo_birth_year_missing_code"].endswith(": manglende-data-kode")
     assert one["benefit_types_missing_code"] == "ASKU"
     assert not one[[c for c in frame if c.startswith("benefit_types___")]].any()
-    # Only fields where a code is used get the column (the cohort puts one in a text field).
+    # Only fields where a code is used get the column.
     coded = [c for c in frame if c.endswith("_missing_code")]
     assert {"benefit_types_missing_code", "demo_birth_year_missing_code"} < set(coded)
     assert len(coded) == 3 and frame[coded].notna().any().all()
