@@ -131,9 +131,9 @@ def accept_command(
     """Accept RECORD EVENT FIELD's open problem (or every line of --file): it is not listed
     again while the value stays the one checked. EVENT is blank ('') in a classic project."""
     from hekta_redcap.data.store import Store
-    from hekta_redcap.validation.acceptance import Acceptance, accept, read_csv, who
+    from hekta_redcap.validation.acceptance import Acceptance, accept, read_csv
 
-    person = by or who(ctx.obj)
+    person = by or ctx.obj.who()
     if csv_file is not None:
         if record is not None:
             raise click.UsageError("give RECORD EVENT FIELD or --file, not both")

@@ -21,6 +21,7 @@ output, logs or exceptions by accident; only the code that hands it over calls `
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 from collections.abc import Mapping
@@ -173,6 +174,11 @@ class Settings(BaseSettings):
                 "(for example https://redcap.example.org/api/)"
             )
         return url
+
+    def who(self) -> str:
+        """The person acting (who accepts a problem, who randomizes): HEKTA_USER, else the
+        login name."""
+        return self.user or getpass.getuser()
 
     def token(self, project: str) -> Token:
         name = token_variable(project)

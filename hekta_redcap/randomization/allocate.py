@@ -20,7 +20,6 @@ reported. Log lines hold the record id and the outcome, never a group.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -68,7 +67,7 @@ class Allocation:
 
 def randomize(settings: Settings, project: Project, record: str, by: str | None) -> Allocation:
     """Randomize `record` through REDCap's module once it may be, then write the date and
-    `by` (default: HEKTA_USER, else the login name, as validation.acceptance.who). Raises
+    `by` (default: HEKTA_USER, else the login name, Settings.who). Raises
     HektaError (one line) when the record may not be randomized or REDCap refuses."""
     design = design_of(project)
     randomization_id = _randomization_id(settings, project.name)
@@ -92,7 +91,7 @@ def randomize(settings: Settings, project: Project, record: str, by: str | None)
         ) from None
     logger.info(line("randomize", record=record, outcome=outcome))
     allocation = Allocation(record, design.target, code, _labels(project, design, code), _today())
-    _write_back(api, project, design, allocation, by or settings.user or getpass.getuser())
+    _write_back(api, project, design, allocation, by or settings.who())
     return allocation
 
 

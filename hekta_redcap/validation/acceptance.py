@@ -13,14 +13,12 @@ accepted and by whom.
 from __future__ import annotations
 
 import csv
-import getpass
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hekta_redcap.core.errors import HektaError, Origin
-from hekta_redcap.core.settings import Settings
 from hekta_redcap.data.store import Store
 
 CSV_COLUMNS = ("record", "event", "field", "reason", "instance", "by")
@@ -39,11 +37,6 @@ class Acceptance:
     def describe(self) -> str:
         instance = f" instance {self.instance}" if self.instance else ""
         return f"record {self.record}, {self.event or 'no event'}{instance}, {self.field}"
-
-
-def who(settings: Settings) -> str:
-    """Who accepts: `HEKTA_USER`, else the login name."""
-    return settings.user or getpass.getuser()
 
 
 def accept(store: Store, project: str, acceptances: list[Acceptance]) -> list[str]:
