@@ -117,24 +117,19 @@ def sandbox_allocation(ctx: click.Context, project: str, table: Path, production
     """Set up randomization and load an allocation TABLE (CSV: the target field, then the
     strata), as a person does on REDCap's randomization pages; the project is the one its
     token (REDCAP_TOKEN_<PROJECT>, from `sandbox init`) opens on the local server."""
-    from hekta_redcap.devtools.sandbox.allocation import upload
-    from hekta_redcap.devtools.sandbox.models import ProjectModel
+    from hekta_redcap.devtools.sandbox.allocation import project_of, upload
     from hekta_redcap.devtools.sandbox.server import DATABASE
     from hekta_redcap.devtools.sandbox.store import Store
 
     _, _, data = ctx.meta["sandbox"]
     settings: Settings = ctx.obj
-    token = settings.token(project).reveal()
     store = Store(data / DATABASE)
     try:
         with store.transaction() as conn:
-            found = conn.execute("SELECT project_id FROM user WHERE token = ?", (token,)).fetchone()
-            if found is None:
-                raise HektaError(
-                    f"{token_variable(project)} opens no project of the local server in {data}: "
-                    "run `hekta-redcap sandbox init` first"
-                )
-            randomization, slots = upload(ProjectModel(conn, found[0]), table, production)
+            model = project_of(
+                conn, settings.token(project).reveal(), token_variable(project), data
+            )
+            randomization, slots = upload(model, table, production)
     finally:
         store.close()
     kind = "production" if production else "development"

@@ -60,6 +60,9 @@ OPTIONAL_ANSWERED = 0.9  # how often an optional question is answered (free-text
 # How participation ends other than by completing follow-up (end_of_study labels), and how often.
 FATES = (("Withdrawn", 0.04), ("Deceased", 0.007), ("Lost", 0.015))
 MISSED_FOLLOWUP = 0.09
+# How unevenly the sites (a stratification field's codes) recruit: the first half again what
+# the second does, twice what the third does, and so on.
+SITE_WEIGHTS = tuple(2 / (k + 1) for k in range(1, 100))
 
 # Obviously fake identifiers and job details.
 FIRST_NAMES = "Ola Kari Per Lise Nils Anne Ali Maria Jonas Ingrid Test Demo".split()
@@ -370,8 +373,7 @@ class _Builder:
         self.target = design.target if design else "rand_group"
         self.ips = self.code(self.target, "IPS")
         self.control = next(c for c in self.fields[self.target].codes if c != self.ips)
-        # The stratification fields, each recruiting unevenly across its codes (a first site
-        # recruits twice what the second does, ...), as sites do.
+        # The stratification fields, each recruiting unevenly across its codes, as sites do.
         self.strata = [self.fields[s.field] for s in design.strata if s.field] if design else []
 
     def code(self, name: str, english: str) -> str:
@@ -401,9 +403,7 @@ class _Builder:
         people = []
         for n, day in enumerate(days):
             strata = {
-                item.name: rng.choices(item.codes, [1 / k for k in range(1, len(item.codes) + 1)])[
-                    0
-                ]
+                item.name: rng.choices(item.codes, SITE_WEIGHTS[: len(item.codes)])[0]
                 for item in self.strata
             }
             group = allocate(strata) if allocate is not None else blocks[n]

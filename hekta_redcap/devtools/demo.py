@@ -2,7 +2,10 @@
 
 Each step prints one line of what it did: lint the definitions, compile both projects, start
 the local REDCap-compatible server, create the projects on it through the API (plan and push),
-load a synthetic cohort into the trial project, run one daemon cycle (sync, validation and a
+write the trial's allocation tables and load the development table as a person does in REDCap,
+load a synthetic cohort into the trial project (each participant randomized through REDCap's
+randomization module), audit every randomization (clean, then after a deliberate tampering
+that the audit finds), run one daemon cycle (sync, validation and a
 reminder pass into a file outbox) and summarise what it found: records pulled, data problems
 (with the HTML report), scores, the nurses' follow-up worklist and the reminders it sends; then
 write the analysts' long export with its codebook, CONSORT flow diagram and manifest.
@@ -10,9 +13,10 @@ write the analysts' long export with its codebook, CONSORT flow diagram and mani
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -23,13 +27,14 @@ from hekta_redcap.compile.design import compile_design, write_design
 from hekta_redcap.compile.dictionary import compile_project
 from hekta_redcap.core.clock import local, now
 from hekta_redcap.core.errors import HektaError
-from hekta_redcap.core.settings import Settings
+from hekta_redcap.core.settings import Settings, token_variable
 from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.scoring import score_all
 from hekta_redcap.definitions.study import Project, available_projects, load_project
-from hekta_redcap.devtools.cohort import Cohort, generate
+from hekta_redcap.devtools.cohort import Allocate, Cohort, generate
 from hekta_redcap.devtools.provision import provision
-from hekta_redcap.devtools.sandbox.server import running
+from hekta_redcap.devtools.sandbox.allocation import backdate, edit_in_form, project_of, upload
+from hekta_redcap.devtools.sandbox.server import SandboxServer, running
 from hekta_redcap.followup import worklist as lists
 from hekta_redcap.followup.channels import FileOutbox
 from hekta_redcap.followup.outbox import Outbox
@@ -39,12 +44,21 @@ from hekta_redcap.followup.sendtime import SendCalendar
 from hekta_redcap.gateway import Gateway
 from hekta_redcap.lint import lint_all
 from hekta_redcap.ops.daemon import run_daemon
+from hekta_redcap.randomization.audit import run_audit
+from hekta_redcap.randomization.design import design_of
+from hekta_redcap.randomization.seeds import Seeds, write_seed_file
+from hekta_redcap.randomization.tables import TABLES, read_table, summary_table, write_tables
 from hekta_redcap.redcap.dictionary import write_csv
-from hekta_redcap.redcap.names import EVENT
+from hekta_redcap.redcap.names import EVENT, REPEAT_INSTRUMENT
 from hekta_redcap.validation.report import overview, overview_line
 
 TRIAL = "hekta"
 COHORT_SIZE = 300
+# The demo's allocation seeds, fixed so that it prints the same every run; not for a trial.
+DEMO_SEEDS = Seeds(
+    hashlib.sha256(b"hekta-redcap demo: development").digest(),
+    hashlib.sha256(b"hekta-redcap demo: production").digest(),
+)
 SUMMARY_SCORES = ("audit_total", "dudit_total", "hscl10_mean", "phq9_total", "swls_total")
 
 
@@ -92,18 +106,118 @@ def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str],
             say(f"4. {project.name} created on it through the API: {_summary(client, project)}")
         say(f"   Project URL and tokens are in {env_file} (tokens are never printed).")
         trial = next(p for p in projects if p.name == TRIAL)
-        cohort = generate(trial, COHORT_SIZE, seed=1)
-        loaded = cohort.load(redcap.Project(server.url, settings.token(TRIAL).reveal()))
-        say(
-            f"5. Synthetic cohort loaded into {TRIAL}: {loaded} participants, {len(cohort.rows)} "
-            f"rows, with {len(cohort.errors)} deliberate data errors."
+        table = _allocation_tables(server, settings, trial, output, say)
+        cohort = generate(trial, COHORT_SIZE, seed=1, allocate=_module(trial, table))
+        api = Gateway.open(settings, TRIAL)
+        loaded = cohort.load(
+            redcap.Project(server.url, settings.token(TRIAL).reveal()),
+            randomize=lambda record: str(api.randomize(record)["target_value"]),
         )
+        _backdate(server, settings, trial, cohort)
+        say(
+            f"   Synthetic cohort loaded into {TRIAL}: {loaded} participants, {len(cohort.rows)} "
+            f"rows, with {len(cohort.errors)} deliberate data errors; each participant "
+            "randomized through REDCap's randomization module."
+        )
+        _audit(server, settings, trial, table, cohort, output, say)
         for line in run_daemon(settings, trial, once=True, reports=output / "reports"):
             say(f"6. Daemon cycle: {line}")
         _problems(settings, cohort, say)
         _scores(settings, trial, say)
         _followups(settings, trial, output, say)
     _export(settings, trial, output, say)
+
+
+def _allocation_tables(
+    server: SandboxServer,
+    settings: Settings,
+    project: Project,
+    output: Path,
+    say: Callable[[str], None],
+) -> Path:
+    """The trial's allocation tables from the demo's fixed seeds (so the demo is the same every
+    run; a real trial's seeds come from `secrets`), the development table loaded into the
+    local server as a person uploads it in REDCap."""
+    target = output / "allocation"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    seed_file = target / "demo-seeds.txt"
+    write_seed_file(seed_file, DEMO_SEEDS)
+    written = write_tables(project, target / "tables", seed_file)
+    table = target / "tables" / TABLES["development"]
+    with server.store.transaction() as conn:
+        token = settings.token(project.name).reveal()
+        model = project_of(conn, token, token_variable(project.name), server.data_dir)
+        randomization, slots = upload(model, table, production=False)
+    say(
+        f"5. Allocation tables for {project.name} in {target / 'tables'} (stratified permuted "
+        f"blocks; randomization {randomization.rid} on the server, {slots} development slots):"
+    )
+    for line in summary_table(written.design, written.runs):
+        say(f"   | {line}")
+    return table
+
+
+def _module(project: Project, table: Path) -> Allocate:
+    """What REDCap's module will allocate: the next unused slot of the participant's stratum
+    in the table, so the cohort is simulated with the groups the module then gives."""
+    design = design_of(project)
+    free: dict[tuple[str, ...], list[str]] = {}
+    for slot in read_table(table, design):
+        free.setdefault(slot.stratum, []).append(slot.arm)
+
+    def allocate(strata: Mapping[str, str]) -> str:
+        stratum = tuple(strata[f] for f in design.factors)
+        if not free.get(stratum):
+            raise HektaError(f"{table}: no allocation left for stratum {stratum}")
+        return free[stratum].pop(0)
+
+    return allocate
+
+
+def _backdate(server: SandboxServer, settings: Settings, project: Project, cohort: Cohort) -> None:
+    """Each randomization moved to its participant's randomization date (the cohort was
+    randomized in one go; its participants over two years)."""
+    date_field = design_of(project).spec.date_field or ""
+    days = {
+        row[cohort.record_id]: row[date_field]
+        for row in cohort.rows
+        if row.get(date_field) and not row[REPEAT_INSTRUMENT]
+    }
+    with server.store.transaction() as conn:
+        token = settings.token(TRIAL).reveal()
+        model = project_of(conn, token, token_variable(TRIAL), server.data_dir)
+        for record, day in days.items():
+            backdate(model, record, day)
+
+
+def _audit(
+    server: SandboxServer,
+    settings: Settings,
+    project: Project,
+    table: Path,
+    cohort: Cohort,
+    output: Path,
+    say: Callable[[str], None],
+) -> None:
+    """The monitor's audit of every randomization: clean, then after a deliberate tampering
+    (one participant's group changed in REDCap's data entry form after randomization)."""
+    clean = run_audit(settings, project, table, output / "audit" / "clean", "en")
+    say(f"   Randomization audit: {clean.text().splitlines()[0]}")
+    record = cohort.participants[len(cohort.participants) // 2]
+    design = design_of(project)
+    other = next(code for code in design.arms if code != cohort.groups[record])
+    with server.store.transaction() as conn:
+        token = settings.token(project.name).reveal()
+        model = project_of(conn, token, token_variable(project.name), server.data_dir)
+        edit_in_form(model, record, design.event or "", design.target, other, "admin")
+    say(
+        f"   Deliberate tampering: record {record}'s {design.target} changed from "
+        f"{cohort.groups[record]} to {other} in the data entry form after randomization."
+    )
+    found = run_audit(settings, project, table, output / "audit" / "tampered", "en")
+    for line in found.text().splitlines()[:2]:
+        say(f"   Randomization audit: {line}")
 
 
 def _export(settings: Settings, project: Project, output: Path, say: Callable[[str], None]) -> None:

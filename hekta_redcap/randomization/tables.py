@@ -195,7 +195,7 @@ class Written:
             f"  {SUMMARY:<28} the balance below",
             f"  {MANIFEST:<28} the parameters and each table's SHA-256",
             "",
-            *_summary_table(self.design, self.runs),
+            *summary_table(self.design, self.runs),
             "",
         ]
         lines += [_wrap(paragraph) for paragraph in self._seeds()]
@@ -238,7 +238,7 @@ def _wrap(text: str, indent: str = "") -> str:
     return "\n".join([wrapped, *(f"{indent}  {command}" for command in commands)])
 
 
-def _summary_table(design: Design, runs: dict[str, list[Run]]) -> list[str]:
+def summary_table(design: Design, runs: dict[str, list[Run]]) -> list[str]:
     """summary.csv for the terminal, one line per table and stratum."""
     sizes = sorted(set(design.spec.blocks))
     planned = design.spec.planned.per_stratum

@@ -1,6 +1,8 @@
 """What REDCap's randomization setup and allocation table upload pages do, for the local
 server (`hekta-redcap sandbox allocation`): the API cannot set up randomization, so a person
-does it in REDCap's web interface, and a developer does it here.
+does it in REDCap's web interface, and a developer does it here. For the demo's synthetic
+history, a randomization can be moved to the day it stands for (`backdate`), and a value
+changed as REDCap's data entry form would (`edit_in_form`).
 
 The table is REDCap's upload format: CSV, a header naming the target field and then each
 stratum (a field, or `redcap_data_access_group` for the record's data access group), one row
@@ -12,10 +14,11 @@ module); later uploads (the other table, or a table not yet used) must name the 
 from __future__ import annotations
 
 import csv
+import sqlite3
 from pathlib import Path
 
 from hekta_redcap.core.errors import HektaError, Origin
-from hekta_redcap.devtools.sandbox.models import ProjectModel, Randomization
+from hekta_redcap.devtools.sandbox.models import ProjectModel, Randomization, now
 from hekta_redcap.redcap.names import DAG
 
 TARGET_TYPES = ("radio", "dropdown")  # what REDCap randomizes into
@@ -100,3 +103,65 @@ def _randomization(model: ProjectModel, header: list[str], file: Path) -> Random
             Origin(file, 1),
         )
     return found
+
+
+def project_of(conn: sqlite3.Connection, token: str, variable: str, data: Path) -> ProjectModel:
+    """The project a token opens on the local server whose data directory is `data`."""
+    found = conn.execute("SELECT project_id FROM user WHERE token = ?", (token,)).fetchone()
+    if found is None:
+        raise HektaError(
+            f"{variable} opens no project of the local server in {data}: "
+            "run `hekta-redcap sandbox init` first"
+        )
+    return ProjectModel(conn, found[0])
+
+
+# -- a synthetic history, for the demo ---------------------------------------------------------
+
+
+def backdate(model: ProjectModel, record: str, day: str) -> None:
+    """Move a record's randomization to `day` (YYYY-MM-DD): a synthetic cohort is entered and
+    randomized in one go, but its participants were randomized over two years, on their
+    randomization date. The randomization is logged at 10:00 that day and its slot taken
+    then; what was logged for the record before it (the data entry it needed) at 09:00."""
+    found = model.conn.execute(
+        "SELECT log_id FROM log WHERE project_id = ? AND record = ? "
+        "AND action LIKE 'Randomize record %'",
+        (model.project_id, record),
+    ).fetchone()
+    if found is None:
+        return
+    model.conn.execute(
+        "UPDATE log SET ts = CASE WHEN log_id = ? THEN ? ELSE ? END "
+        "WHERE project_id = ? AND record = ? AND log_id <= ?",
+        (found[0], f"{day} 10:00:00", f"{day} 09:00:00", model.project_id, record, found[0]),
+    )
+    model.conn.execute(
+        "UPDATE allocation SET allocated = ? WHERE record = ? AND rid IN "
+        "(SELECT rid FROM randomization WHERE project_id = ?)",
+        (f"{day} 10:00:00", record, model.project_id),
+    )
+
+
+def edit_in_form(
+    model: ProjectModel, record: str, event: str, field: str, value: str, user: str
+) -> None:
+    """Change a value as REDCap's data entry form does for someone allowed to (the API
+    refuses to change a randomized record's group; an administrator's form does not), with
+    the form's log entry."""
+    found = model.event(event)
+    key = (record, found.event_id if found else 0, "", 0)
+    row = model.get_row(key)
+    row.values[field] = value
+    model.save_row(row)
+    when = now()
+    model.touch_record(record, when)
+    model.log(
+        user,
+        f"Update record {record}",
+        f"{field} = '{value}'",
+        kind="record_edit",
+        record=record,
+        event=event,
+        when=when,
+    )
