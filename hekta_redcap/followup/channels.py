@@ -35,6 +35,7 @@ import re
 import smtplib
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from functools import cached_property
@@ -103,7 +104,9 @@ class Message:
 
 
 class Channel(Protocol):
-    name: str  # "sms" | "email" | "file"
+    @property
+    def name(self) -> str:
+        """The channel's name: sms, email or file."""
 
     def send(self, message: Message) -> str:
         """Send; return the provider's answer as a short text with no personal data. Raise
@@ -272,6 +275,7 @@ class SmtpChannel:
         context = ssl.create_default_context()
         if self.ca_file:
             context.load_verify_locations(cafile=self.ca_file)
+        connection: smtplib.SMTP
         if self.security == "tls":
             connection = smtplib.SMTP_SSL(
                 self.host, self.port, timeout=self.timeout, context=context
@@ -546,7 +550,10 @@ class Channels:
         if self.outbox is not None:
             return self.outbox
         if name not in self._built:
-            makers = {"sms": SmsGateway.from_settings, "email": SmtpChannel.from_settings}
+            makers: dict[str, Callable[[Settings], Channel]] = {
+                "sms": SmsGateway.from_settings,
+                "email": SmtpChannel.from_settings,
+            }
             if name not in makers:
                 raise HektaError(f"unknown channel {name!r} (sms or email)")
             self._built[name] = makers[name](self.settings)

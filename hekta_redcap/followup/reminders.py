@@ -245,6 +245,7 @@ def _prepare(
     contact = contact_of(policy, latest.iloc[0])
     if contact is None or contact.channel != key.channel:
         raise HektaError("the contact details changed while preparing the message")
+    assert contact.channel  # a participant step is chosen only for a reachable participant
     form = _survey_form(project, fresh, key.event)
     link = api.survey_link(key.record, form, key.event)
     text = render(
@@ -256,8 +257,8 @@ def _prepare(
         window_close=item.window_close,  # type: ignore[attr-defined]
         phone=settings.study_phone,
     )
-    sender = channels.get(key.channel)
-    return sender, Message(key.channel, contact.to, text.body, text.subject, str(key))
+    sender = channels.get(contact.channel)
+    return sender, Message(contact.channel, contact.to, text.body, text.subject, str(key))
 
 
 def _survey_form(project: Project, fresh: pd.DataFrame, event: str) -> str:

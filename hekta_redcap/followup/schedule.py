@@ -36,6 +36,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -54,7 +55,12 @@ from hekta_redcap.definitions.study import (
     ReminderStep,
     Schedule,
 )
-from hekta_redcap.followup.channels import InvalidContact, normalise_email, normalise_phone
+from hekta_redcap.followup.channels import (
+    ChannelName,
+    InvalidContact,
+    normalise_email,
+    normalise_phone,
+)
 from hekta_redcap.redcap import logic
 from hekta_redcap.redcap.logic_frame import evaluate_frame, truth
 from hekta_redcap.redcap.names import DAG, EVENT, REPEAT_INSTRUMENT
@@ -224,7 +230,7 @@ _SUBMITTED = np.frompyfunc(lambda stamp: stamp[:1].isdigit(), 1, 1)
 class Contact:
     """How a participant is reached: `channel` is "sms", "email", or "" (a nurse calls)."""
 
-    channel: str
+    channel: ChannelName | Literal[""]
     to: str
 
 
@@ -244,7 +250,7 @@ def contact_of(policy: ReminderPolicy, values: Mapping[str, str]) -> Contact | N
                 valid[channel] = normalise(text)
     if not valid:
         return None
-    order = ["sms", "email"]
+    order: list[ChannelName] = ["sms", "email"]
     if fields.preferred is not None:
         chosen = str(values.get(fields.preferred.field, ""))
         if chosen == fields.preferred.email:
@@ -459,7 +465,8 @@ def _assess(
         if upcoming.step.to == "nurse":
             action = phrases["task"].format(step=label, date=when)
         else:
-            action = phrases["by"].format(step=label, channel=phrases[contact.channel], date=when)  # type: ignore[union-attr]
+            assert contact is not None  # a participant step is chosen only when reachable
+            action = phrases["by"].format(step=label, channel=phrases[contact.channel], date=when)
     elif any(t.step not in to_participant for t in history) or state == "overdue":
         action = phrases["call"]
     else:
