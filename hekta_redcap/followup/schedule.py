@@ -36,7 +36,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -103,6 +103,17 @@ def shift(dates: pd.Series, offset: Offset) -> pd.Series:
     (months first, clipped, then days) applied to whole arrays."""
     moved = pd.to_datetime(dates) + pd.DateOffset(months=offset.months, days=offset.days)
     return moved.dt.date
+
+
+class Planned(Protocol):
+    """A row of `schedule` as `itertuples` gives it: a record's follow-up and its dates."""
+
+    record_id: str
+    event: str
+    anchor_date: dt.date
+    target_date: dt.date
+    window_open: dt.date
+    window_close: dt.date
 
 
 def schedule(project: Project, anchors: pd.Series) -> pd.DataFrame:
@@ -414,7 +425,7 @@ def next_step(
 def _assess(
     policy: ReminderPolicy,
     followup: Followup,
-    item: object,
+    item: Planned,
     as_of: dt.date,
     *,
     completed: bool,
@@ -423,7 +434,7 @@ def _assess(
     history: list[Taken],
     language: str,
 ) -> dict[str, object]:
-    opens, closes, target = item.window_open, item.window_close, item.target_date  # type: ignore[attr-defined]
+    opens, closes, target = item.window_open, item.window_close, item.target_date
     to_participant = {s.name for s in policy.steps if s.to == "participant"}
     sent = [t for t in history if t.step in to_participant and t.status in TAKEN]
     maybe = [t for t in history if t.status in ("maybe_sent", "intent")]
@@ -473,9 +484,9 @@ def _assess(
         action = phrases["waiting"]
     last = max((t.at for t in sent if t.at is not None), default=None)
     return {
-        "record_id": item.record_id,  # type: ignore[attr-defined]
-        "event": item.event,  # type: ignore[attr-defined]
-        "anchor_date": item.anchor_date,  # type: ignore[attr-defined]
+        "record_id": item.record_id,
+        "event": item.event,
+        "anchor_date": item.anchor_date,
         "target_date": target,
         "window_open": opens,
         "window_close": closes,
