@@ -137,7 +137,8 @@ def flow(
     frame = frame_of(rows, project)
     consent, consent_given = _field(project, CONSENT_GIVEN)
     eligibility = logic.parse(consent_given.branching) if consent_given.branching else None
-    criteria = [r.field for r in logic.references(eligibility)] if eligibility else []
+    references = logic.references(eligibility) if eligibility else []
+    criteria = [r.field for r in references if r.field is not None]  # not smart variables
     needed = list(dict.fromkeys([rules.anchor_field, GROUP, EOS_STATUS, EOS_DATE, DATA_USE]))
     missing = [c for c in [*needed, CONSENT_GIVEN, *criteria] if c not in frame.columns]
     if missing and len(frame):
@@ -489,8 +490,8 @@ def _diagram(flow: Flow) -> Figure:
     arrow(columns[0] + BOX / 2, split, columns[-1] + BOX / 2, split, head=False)
     for i, x in enumerate(columns):
         arrow(x + BOX / 2, split, x + BOX / 2, tops[3])
-        for tier in range(3, len(tiers) - 1):
-            arrow(x + BOX / 2, tops[tier] - tiers[tier][i].height, x + BOX / 2, tops[tier + 1])
+        for row in range(3, len(tiers) - 1):
+            arrow(x + BOX / 2, tops[row] - tiers[row][i].height, x + BOX / 2, tops[row + 1])
 
     phases = [_TEXTS[f"phases.{phase}"][flow.language] for phase in _PHASES]
     spans = [(0, 2), (3, 3), (4, len(tiers) - 2), (len(tiers) - 1, len(tiers) - 1)]

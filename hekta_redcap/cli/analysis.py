@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    pass
+if TYPE_CHECKING:  # only for annotations: importing the export loads pandas
+    from hekta_redcap.analysis.export import Format, Language, Shape
 
 from hekta_redcap.cli.common import (
     definition_options,
@@ -66,13 +66,13 @@ from hekta_redcap.cli.common import (
 def export_command(
     ctx: click.Context,
     project: str,
-    shape: str,
-    fmt: str,
+    shape: Shape,
+    fmt: Format,
     output: Path,
     key_file: Path | None,
     include_identifiers: bool,
     as_of: dt.datetime | None,
-    lang: str,
+    lang: Language,
     root: Path,
     overlay_dir: Path | None,
 ) -> None:
@@ -83,10 +83,10 @@ def export_command(
     exported = run_export(
         ctx.obj,
         load(project, root, overlay_dir),
-        shape,  # type: ignore[arg-type]
-        fmt,  # type: ignore[arg-type]
+        shape,
+        fmt,
         output,
-        language=lang,  # type: ignore[arg-type]
+        language=lang,
         identifiers=include_identifiers,
         key_file=key_file,
         as_of=as_of.date() if as_of else None,

@@ -228,7 +228,7 @@ def rows_to_definitions(
     for row in rows:
         by_form.setdefault(row.form_name, []).append(row)
     forms = {form: form_spec(form, members, source) for form, members in by_form.items()}
-    study = {
+    study: dict[str, object] = {
         "project": project,
         "title": project,
         "record_id": rows[0].field_name,
@@ -403,7 +403,8 @@ def _add_to_study(file: Path, form: str) -> bool:
     first = doc.lines[("instruments", 0)]
     if first == key_line:
         return False  # a flow list on the key's line
-    indent = re.match(r"\s*", lines[first - 1]).group(0)  # type: ignore[union-attr]
+    item = lines[first - 1]
+    indent = item[: len(item) - len(item.lstrip())]
     later = [line for path, line in doc.lines.items() if len(path) == 1 and line > key_line]
     end = min(later) - 1 if later else len(lines)
     while end > first and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
@@ -418,12 +419,12 @@ def _add_to_study(file: Path, form: str) -> bool:
 # Writing YAML ----------------------------------------------------------------------------------
 
 
-class _Dumper(_BaseDumper):  # type: ignore[misc, valid-type]
+class _Dumper(_BaseDumper):
     """Choices (`{code, label}`) on one line, as the shipped definitions write them; text with
     line breaks as a literal block where YAML can hold it exactly (else double-quoted)."""
 
 
-def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> yaml.Node:
+def _represent_dict(dumper: _Dumper, data: dict[str, Any]) -> yaml.Node:
     flow = (
         set(data) == {"code", "label"}
         and isinstance(data["label"], str)
@@ -432,7 +433,7 @@ def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> yaml.Node:
     return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=flow)
 
 
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+def _represent_str(dumper: _Dumper, data: str) -> yaml.Node:
     style = "|" if "\n" in data and _block_safe(data) else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 

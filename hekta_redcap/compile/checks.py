@@ -261,7 +261,7 @@ def _validation(report: Report, ctx: DictionaryContext) -> None:
             parsed = [parse_bound(validation, b) for b in (low, high) if b]
         except ValueError:
             continue  # piped, or refused as REDCap's rule
-        if len(parsed) == 2 and parsed[0] > parsed[1]:  # type: ignore[operator]
+        if len(parsed) == 2 and parsed[0] > parsed[1]:
             report.project_error(
                 "validation",
                 f"field '{name}': min {low} is greater than max {high}",

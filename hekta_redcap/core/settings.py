@@ -120,8 +120,9 @@ class Settings(BaseSettings):
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
         """The settings in `values` (blank ones count as unset)."""
         given = {k: v.strip() for k, v in (values or {}).items() if v is not None and v.strip()}
+        fields: dict[str, Any] = given  # field values by alias (BaseSettings types its options)
         try:
-            super().__init__(**given)
+            super().__init__(**fields)
         except ValidationError as exc:
             raise ConfigError(_first_error(exc)) from None
         self._values = given

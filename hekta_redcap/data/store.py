@@ -463,8 +463,8 @@ class Store:
             (project, n),
         )
         return [
-            SyncRun(*r[:3], parse(r[3]), parse(r[4]), *r[5:])  # type: ignore[misc]
-            for r in found
+            SyncRun(name, kind, reason, parse(started), parse(ended), *rest)
+            for name, kind, reason, started, ended, *rest in found
         ]
 
     def cursor(self, project: str) -> tuple[dt.datetime, str] | None:
@@ -616,7 +616,8 @@ class Store:
         found = self.conn.execute(sql + " ORDER BY beat DESC LIMIT 1", args).fetchone()
         if not found:
             return None
-        return Heartbeat(*found[:3], parse(found[3]), parse(found[4]), found[5])
+        name, pid, host, started, beat, state = found
+        return Heartbeat(name, pid, host, parse(started), parse(beat), state)
 
     def check(self) -> list[str]:
         """What is wrong with the file and its invariants (empty: consistent): SQLite's

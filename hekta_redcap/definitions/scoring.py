@@ -204,7 +204,8 @@ class _Data:
             numbers = pd.to_numeric(stored.mask(unread), errors="coerce").astype("Float64")
             wrong = (~blank & numbers.isna()).to_numpy()[rows]
             if wrong.any():
-                invalid += [(p, order, name, _allowed(codes)) for p in np.flatnonzero(wrong)]
+                positions = np.flatnonzero(wrong).tolist()
+                invalid += [(p, order, name, _allowed(codes)) for p in positions]
             self.text[name] = pd.Series(stored.mask(blank).array.take(rows), index=frame.index)
             self.values[name] = pd.Series(numbers.array.take(rows), index=frame.index)
             if codes:

@@ -69,7 +69,8 @@ class _Constructor(yaml.constructor.SafeConstructor):
     REDCap holds them as text, and `2024-13-01` must reach lint, not crash the loader."""
 
 
-_Constructor.add_constructor(
+# types-PyYAML lets only a Loader register constructors; PyYAML takes any constructor class.
+_Constructor.add_constructor(  # type: ignore[type-var]
     "tag:yaml.org,2002:timestamp", yaml.constructor.SafeConstructor.construct_yaml_str
 )
 _constructor = _Constructor()

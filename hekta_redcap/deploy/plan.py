@@ -560,8 +560,8 @@ def _passes(value: str, validation: str, low: str, high: str) -> bool:
         return True
     parsed = parse_bound(validation, value)
     try:
-        return (not low or parse_bound(validation, low) <= parsed) and (  # type: ignore[operator]
-            not high or parsed <= parse_bound(validation, high)  # type: ignore[operator]
+        return (not low or parse_bound(validation, low) <= parsed) and (
+            not high or parsed <= parse_bound(validation, high)
         )
     except ValueError:
         return True  # a bound that does not parse is lint's business, not data's

@@ -35,11 +35,12 @@ import re
 import smtplib
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeGuard
 from urllib.parse import urlsplit
 
 import jinja2
@@ -60,7 +61,8 @@ DEFAULT_SMS_BODY = (
 )
 # Keys under which gateways commonly return their message id.
 REPLY_ID_KEYS = ("id", "message_id", "messageId", "sid", "reference")
-SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+SmtpSecurity = Literal["starttls", "tls", "none"]
+SMTP_PORTS: dict[SmtpSecurity, int] = {"starttls": 587, "tls": 465, "none": 25}
 MOBILE_TYPES = (
     phonenumbers.PhoneNumberType.MOBILE,
     phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
@@ -103,7 +105,9 @@ class Message:
 
 
 class Channel(Protocol):
-    name: str  # "sms" | "email" | "file"
+    @property
+    def name(self) -> str:
+        """The channel's name: sms, email or file."""
 
     def send(self, message: Message) -> str:
         """Send; return the provider's answer as a short text with no personal data. Raise
@@ -180,6 +184,10 @@ def _scrub(text: str | bytes, limit: int = 120, secrets: tuple[Token, ...] = ())
 # -- e-mail ------------------------------------------------------------------------------------
 
 
+def _is_security(text: str) -> TypeGuard[SmtpSecurity]:
+    return text in SMTP_PORTS
+
+
 @dataclass(frozen=True)
 class SmtpChannel:
     """E-mail through an SMTP server, certificates verified (also a private CA's, with
@@ -188,7 +196,7 @@ class SmtpChannel:
     host: str
     sender: str  # the From header, e.g. "HEKTA-studien <hekta@example.org>"
     port: int = 587
-    security: Literal["starttls", "tls", "none"] = "starttls"
+    security: SmtpSecurity = "starttls"
     user: str | None = None
     password: Token | None = None
     ca_file: Path | None = None
@@ -205,7 +213,7 @@ class SmtpChannel:
         except InvalidContact:
             raise ConfigError("HEKTA_SMTP_FROM must hold an e-mail address") from None
         security = settings.smtp_security.lower()
-        if security not in SMTP_PORTS:
+        if not _is_security(security):
             raise ConfigError("HEKTA_SMTP_SECURITY must be starttls, tls or none")
         user, password = settings.smtp_user, settings.smtp_password
         if user and password is None:
@@ -222,7 +230,7 @@ class SmtpChannel:
             host=host,
             sender=sender,
             port=settings.smtp_port or SMTP_PORTS[security],
-            security=security,  # type: ignore[arg-type]
+            security=security,
             user=user,
             password=password,
             ca_file=ca_file,
@@ -272,6 +280,7 @@ class SmtpChannel:
         context = ssl.create_default_context()
         if self.ca_file:
             context.load_verify_locations(cafile=self.ca_file)
+        connection: smtplib.SMTP
         if self.security == "tls":
             connection = smtplib.SMTP_SSL(
                 self.host, self.port, timeout=self.timeout, context=context
@@ -546,7 +555,10 @@ class Channels:
         if self.outbox is not None:
             return self.outbox
         if name not in self._built:
-            makers = {"sms": SmsGateway.from_settings, "email": SmtpChannel.from_settings}
+            makers: dict[str, Callable[[Settings], Channel]] = {
+                "sms": SmsGateway.from_settings,
+                "email": SmtpChannel.from_settings,
+            }
             if name not in makers:
                 raise HektaError(f"unknown channel {name!r} (sms or email)")
             self._built[name] = makers[name](self.settings)

@@ -26,7 +26,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -215,14 +215,22 @@ def run_pass(
     return result
 
 
-def _changed(again: pd.DataFrame, planned: object) -> str:
+class _Due(Protocol):
+    """A worklist row (as `itertuples` gives it) whose next step is due."""
+
+    next_step: str
+    channel: str
+    window_close: dt.date
+
+
+def _changed(again: pd.DataFrame, planned: _Due) -> str:
     """Why the freshly read record no longer calls for the planned step ("" if it does)."""
     if again.empty:
         return "no longer randomised"
     now = again.iloc[0]
     if now["state"] not in ACTIVE:
         return f"now {now['stop_reason'] or now['state']}"
-    if now["next_step"] != planned.next_step or now["channel"] != planned.channel:  # type: ignore[attr-defined]
+    if now["next_step"] != planned.next_step or now["channel"] != planned.channel:
         return "contact details or steps changed"
     return ""
 
@@ -233,7 +241,7 @@ def _prepare(
     project: Project,
     settings: Settings,
     fresh: pd.DataFrame,
-    item: object,
+    item: _Due,
     key: Key,
 ) -> tuple[Channel, Message]:
     """The channel and the rendered message, addressed from the freshly read record, with the
@@ -245,6 +253,7 @@ def _prepare(
     contact = contact_of(policy, latest.iloc[0])
     if contact is None or contact.channel != key.channel:
         raise HektaError("the contact details changed while preparing the message")
+    assert contact.channel  # a participant step is chosen only for a reachable participant
     form = _survey_form(project, fresh, key.event)
     link = api.survey_link(key.record, form, key.event)
     text = render(
@@ -253,11 +262,11 @@ def _prepare(
         key.channel,
         policy.language,
         link=link,
-        window_close=item.window_close,  # type: ignore[attr-defined]
+        window_close=item.window_close,
         phone=settings.study_phone,
     )
-    sender = channels.get(key.channel)
-    return sender, Message(key.channel, contact.to, text.body, text.subject, str(key))
+    sender = channels.get(contact.channel)
+    return sender, Message(contact.channel, contact.to, text.body, text.subject, str(key))
 
 
 def _survey_form(project: Project, fresh: pd.DataFrame, event: str) -> str:

@@ -36,6 +36,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -54,7 +55,12 @@ from hekta_redcap.definitions.study import (
     ReminderStep,
     Schedule,
 )
-from hekta_redcap.followup.channels import InvalidContact, normalise_email, normalise_phone
+from hekta_redcap.followup.channels import (
+    ChannelName,
+    InvalidContact,
+    normalise_email,
+    normalise_phone,
+)
 from hekta_redcap.redcap import logic
 from hekta_redcap.redcap.logic_frame import evaluate_frame, truth
 from hekta_redcap.redcap.names import DAG, EVENT, REPEAT_INSTRUMENT
@@ -97,6 +103,17 @@ def shift(dates: pd.Series, offset: Offset) -> pd.Series:
     (months first, clipped, then days) applied to whole arrays."""
     moved = pd.to_datetime(dates) + pd.DateOffset(months=offset.months, days=offset.days)
     return moved.dt.date
+
+
+class Planned(Protocol):
+    """A row of `schedule` as `itertuples` gives it: a record's follow-up and its dates."""
+
+    record_id: str
+    event: str
+    anchor_date: dt.date
+    target_date: dt.date
+    window_open: dt.date
+    window_close: dt.date
 
 
 def schedule(project: Project, anchors: pd.Series) -> pd.DataFrame:
@@ -224,7 +241,7 @@ _SUBMITTED = np.frompyfunc(lambda stamp: stamp[:1].isdigit(), 1, 1)
 class Contact:
     """How a participant is reached: `channel` is "sms", "email", or "" (a nurse calls)."""
 
-    channel: str
+    channel: ChannelName | Literal[""]
     to: str
 
 
@@ -244,7 +261,7 @@ def contact_of(policy: ReminderPolicy, values: Mapping[str, str]) -> Contact | N
                 valid[channel] = normalise(text)
     if not valid:
         return None
-    order = ["sms", "email"]
+    order: list[ChannelName] = ["sms", "email"]
     if fields.preferred is not None:
         chosen = str(values.get(fields.preferred.field, ""))
         if chosen == fields.preferred.email:
@@ -408,7 +425,7 @@ def next_step(
 def _assess(
     policy: ReminderPolicy,
     followup: Followup,
-    item: object,
+    item: Planned,
     as_of: dt.date,
     *,
     completed: bool,
@@ -417,7 +434,7 @@ def _assess(
     history: list[Taken],
     language: str,
 ) -> dict[str, object]:
-    opens, closes, target = item.window_open, item.window_close, item.target_date  # type: ignore[attr-defined]
+    opens, closes, target = item.window_open, item.window_close, item.target_date
     to_participant = {s.name for s in policy.steps if s.to == "participant"}
     sent = [t for t in history if t.step in to_participant and t.status in TAKEN]
     maybe = [t for t in history if t.status in ("maybe_sent", "intent")]
@@ -459,16 +476,17 @@ def _assess(
         if upcoming.step.to == "nurse":
             action = phrases["task"].format(step=label, date=when)
         else:
-            action = phrases["by"].format(step=label, channel=phrases[contact.channel], date=when)  # type: ignore[union-attr]
+            assert contact is not None  # a participant step is chosen only when reachable
+            action = phrases["by"].format(step=label, channel=phrases[contact.channel], date=when)
     elif any(t.step not in to_participant for t in history) or state == "overdue":
         action = phrases["call"]
     else:
         action = phrases["waiting"]
     last = max((t.at for t in sent if t.at is not None), default=None)
     return {
-        "record_id": item.record_id,  # type: ignore[attr-defined]
-        "event": item.event,  # type: ignore[attr-defined]
-        "anchor_date": item.anchor_date,  # type: ignore[attr-defined]
+        "record_id": item.record_id,
+        "event": item.event,
+        "anchor_date": item.anchor_date,
         "target_date": target,
         "window_open": opens,
         "window_close": closes,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import get_args
+from typing import TypedDict, get_args
 
 import holidays
 
@@ -54,7 +54,7 @@ class SendCalendar:
         self.country = country
         self.origin = origin
         self._holidays: dict[int, dict[dt.date, str]] = {}
-        self._holiday_options: dict[str, object] = {}
+        self._holiday_options: _HolidayOptions = {}
         if country is not None:
             self._holiday_options = _holiday_options(country, origin)
 
@@ -134,7 +134,14 @@ def _instant(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC)
 
 
-def _holiday_options(country: str, origin: Origin | None) -> dict[str, object]:
+class _HolidayOptions(TypedDict, total=False):
+    """Keyword options of `holidays.country_holidays`."""
+
+    include_sundays: bool
+    language: str
+
+
+def _holiday_options(country: str, origin: Origin | None) -> _HolidayOptions:
     """Options that make a country's calendar list only its public holidays: some (Norway,
     Sweden) can count every Sunday as a holiday, and Sundays are for `quiet_days` to decide."""
     try:
@@ -143,7 +150,7 @@ def _holiday_options(country: str, origin: Origin | None) -> dict[str, object]:
         raise HektaError(
             f"reminders.public_holidays: unknown country code '{country}'", origin
         ) from None
-    options: dict[str, object] = {}
+    options: _HolidayOptions = {}
     if "include_sundays" in probe.get_supported_options():
         options["include_sundays"] = False
     if HOLIDAY_LANGUAGE in probe.supported_languages:

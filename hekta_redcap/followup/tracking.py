@@ -103,5 +103,5 @@ def _known(value: object) -> bool:
     return value is not None and not pd.isna(value)
 
 
-def _day(value: object) -> str:
-    return value.isoformat() if _known(value) else ""  # type: ignore[union-attr]
+def _day(value: dt.date | None) -> str:
+    return "" if value is None or pd.isna(value) else value.isoformat()

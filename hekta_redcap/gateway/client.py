@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import redcap
@@ -78,10 +78,11 @@ class Gateway:
         )
 
     def call(
-        self, name: str, action: Callable[[], T], check: Callable[[T], bool] | None = None
+        self, name: str, action: Callable[[], T], check: Callable[[T], object] | None = None
     ) -> T:
         """`action` (named `name` in messages), retried on transient faults; `check` tells
-        whether a reply is what the call returns."""
+        (by its truth: a `re.Pattern.fullmatch` will do) whether a reply is what the call
+        returns."""
 
         def attempt() -> T:
             reply = action()
@@ -151,7 +152,7 @@ class Gateway:
 
     def export_version(self) -> str:
         bound = self.client.export_version
-        return self.call("export_version", lambda: str(bound()), VERSION.fullmatch)  # type: ignore[arg-type]
+        return self.call("export_version", lambda: str(bound()), VERSION.fullmatch)
 
     def export_project_xml(self, **params: Any) -> str:
         """The project XML (CDISC ODM); PyCap has no call for it."""
@@ -209,7 +210,7 @@ class Gateway:
 
     def generate_next_record_name(self) -> str:
         bound = self.client.generate_next_record_name
-        return self.call("generate_next_record_name", lambda: str(bound()), RECORD_NAME.fullmatch)  # type: ignore[arg-type]
+        return self.call("generate_next_record_name", lambda: str(bound()), RECORD_NAME.fullmatch)
 
     # -- randomization ---------------------------------------------------------------------
 
@@ -273,7 +274,7 @@ class Gateway:
         return self.call(
             "export_survey_access_code",
             lambda: str(bound(record, instrument, event, repeat_instance)).strip(),
-            ACCESS_CODE.fullmatch,  # type: ignore[arg-type]
+            ACCESS_CODE.fullmatch,
         )
 
     def survey_return_code(
@@ -283,10 +284,10 @@ class Gateway:
         return self.call(
             "export_survey_return_code",
             lambda: str(bound(record, instrument, event, repeat_instance)).strip(),
-            RETURN_CODE.fullmatch,  # type: ignore[arg-type]
+            RETURN_CODE.fullmatch,
         )
 
-    def _raw(self, payload: dict[str, Any], kind: str) -> Any:
+    def _raw(self, payload: dict[str, Any], kind: Literal["str", "int"]) -> Any:
         """A call PyCap has no method for, through PyCap's own request (its error handling,
         its session and this gateway's hooks)."""
-        return self.client._call_api({"token": self.client.token, **payload}, kind)  # type: ignore[arg-type]
+        return self.client._call_api({"token": self.client.token, **payload}, kind)

@@ -105,10 +105,10 @@ def _sex_and_codes(report: Report, project: Project, ctx: DictionaryContext) -> 
                 "sex", f"sex field '{study.sex.field}' does not exist", study.origin("sex")
             )
         else:
-            codes = {c.code for c in entry[0].choices_of(entry[1])}
+            sex_codes = {c.code for c in entry[0].choices_of(entry[1])}
             for label in ("male", "female"):
                 code = getattr(study.sex, label)
-                if code not in codes:
+                if code not in sex_codes:
                     report.error(
                         "sex",
                         f"{label} code '{code}' is not a code of '{study.sex.field}'",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from hekta_redcap.compile.checks import DictionaryContext
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.findings import Report
-from hekta_redcap.definitions.model import LANGUAGES
+from hekta_redcap.definitions.model import LANGUAGES, Node
 from hekta_redcap.definitions.study import (
     Project,
 )
@@ -96,12 +96,16 @@ def _reminders(report: Report, project: Project, ctx: DictionaryContext) -> None
     except HektaError as exc:
         report.error("followup", exc.message, exc.origin or policy.origin())
     contact = policy.contact
-    named = {"mobile": (contact.mobile, contact), "email": (contact.email, contact)}
+    named: dict[str, tuple[str | None, Node]] = {
+        "mobile": (contact.mobile, contact),
+        "email": (contact.email, contact),
+    }
     if contact.preferred:
         named["field"] = (contact.preferred.field, contact.preferred)
-    for key, (name, node) in named.items():
-        if name and name not in fields:
-            report.error("followup", f"contact field '{name}' does not exist", node.origin(key))
+    for key, (field_name, node) in named.items():
+        if field_name and field_name not in fields:
+            message = f"contact field '{field_name}' does not exist"
+            report.error("followup", message, node.origin(key))
     for i, rule in enumerate(policy.stop):
         try:
             refs = logic.references(logic.parse(rule.when))

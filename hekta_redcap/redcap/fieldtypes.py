@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
-from typing import Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 FieldType = Literal[
     "text",
@@ -139,6 +139,16 @@ def pattern_of(validation: str) -> re.Pattern[str] | None:
     return None
 
 
+class Bound(Protocol):
+    """A parsed min, max or value (a number, date, date-time, time or duration): it compares
+    with the others parsed under the same validation type."""
+
+    def __lt__(self, other: Any, /) -> bool: ...
+    def __le__(self, other: Any, /) -> bool: ...
+    def __gt__(self, other: Any, /) -> bool: ...
+    def __ge__(self, other: Any, /) -> bool: ...
+
+
 def _date(value: str) -> dt.date:
     return dt.date.fromisoformat(value)
 
@@ -156,7 +166,7 @@ def _comma_number(value: str) -> float:
     return float(value.replace(",", "."))
 
 
-def _parser(validation: str) -> Callable[[str], object] | None:
+def _parser(validation: str) -> Callable[[str], Bound] | None:
     validation = canonical_validation(validation)
     if validation.startswith("datetime"):
         return _datetime
@@ -201,7 +211,7 @@ def is_piped(bound: str) -> bool:
     return bool(_PIPED.fullmatch(bound.strip()))
 
 
-def parse_bound(validation: str, value: str, today: dt.date | None = None) -> object:
+def parse_bound(validation: str, value: str, today: dt.date | None = None) -> Bound:
     """Parse a min or max under its validation type, so that bounds compare correctly.
 
     REDCap writes bounds in the stored format, but reads them more loosely than values: a

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Context, Decimal
 from functools import lru_cache
+from typing import cast
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
@@ -397,7 +398,9 @@ def _compare(op: str, left: object, right: object) -> bool:
         return equal == (op == "=")
     if _blank(left) or _blank(right):
         return False
-    return _ORDER[op](a, b) if numeric else _ORDER[op](as_text(left), as_text(right))
+    if a is not None and b is not None:
+        return _ORDER[op](a, b)
+    return _ORDER[op](as_text(left), as_text(right))
 
 
 def evaluate(node: Node, resolve: Callable[[Ref], str], *, today: date | None = None) -> object:
@@ -528,12 +531,18 @@ def _reference(token: Token) -> Ref:
     return Ref(target.field, event, target.code, instance, target.modifier, target.smart)
 
 
+def _operand(item: Node | Token) -> Node:
+    """An operand among a chain rule's children: the transformer has already made it a node."""
+    assert not isinstance(item, Token), item
+    return item
+
+
 def _fold(items: tuple[Node | Token, ...]) -> Node:
     """Left-associate `a op b op c`, the children of a chain rule."""
-    result = items[0]
+    result = _operand(items[0])
     for op, right in zip(items[1::2], items[2::2], strict=True):
-        result = Binary(str(op), result, right)
-    return result  # type: ignore[return-value]
+        result = Binary(str(op), result, _operand(right))
+    return result
 
 
 def _boolean(op: str, items: tuple[Node | Token, ...]) -> BoolOp:
@@ -542,7 +551,7 @@ def _boolean(op: str, items: tuple[Node | Token, ...]) -> BoolOp:
         if isinstance(item, BoolOp) and item.op == op:
             operands.extend(item.operands)
         else:
-            operands.append(item)  # type: ignore[arg-type]
+            operands.append(_operand(item))
     return BoolOp(op, tuple(operands))
 
 
@@ -625,6 +634,7 @@ _VALUE_STARTS = frozenset(["REF", "NUMBER", "STRING", "TRUE", "FALSE", "NAME", "
 def _syntax_error(error: UnexpectedCharacters | UnexpectedToken, text: str) -> LogicError:
     """Turn lark's error into a short message at the column a person would look at."""
     if isinstance(error, UnexpectedCharacters):
+        assert error.pos_in_stream is not None  # lark always sets it for a character error
         char = text[error.pos_in_stream]
         known = {
             "[": "unclosed '['",
@@ -656,7 +666,8 @@ def parse(text: str) -> Node:
     if not text.strip():
         raise LogicError("empty logic", text)
     try:
-        return _PARSER.parse(text)
+        # lark types parse() as returning a Tree; the inline transformer makes it our Node.
+        return cast(Node, _PARSER.parse(text))
     except _Invalid as error:
         raise LogicError(error.message, text, error.position + 1) from None
     except (UnexpectedCharacters, UnexpectedToken) as error:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import statistics
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from functools import cached_property
 
@@ -94,16 +95,36 @@ def _floats(results: np.ndarray) -> np.ndarray:
 # -- values -------------------------------------------------------------------------------------
 
 
-class _Value:
+class _Value(ABC):
     """One logic value per row, seen the ways `logic.py`'s helpers see a value. Subclasses
     compute each view on first use and then keep it."""
 
     n: int
-    kind: np.ndarray  # _TEXT, _NUMBER or _BOOLEAN: the type `logic.evaluate` would return
-    text: np.ndarray  # `logic.as_text` (object array of str)
-    num: np.ndarray  # `logic.as_number`, NaN where it is None
-    blank: np.ndarray  # `logic._blank`
-    output: np.ndarray  # the values as `logic.evaluate` returns them (str, float, bool)
+
+    @property
+    @abstractmethod
+    def kind(self) -> np.ndarray:
+        """_TEXT, _NUMBER or _BOOLEAN: the type `logic.evaluate` would return."""
+
+    @property
+    @abstractmethod
+    def text(self) -> np.ndarray:
+        """`logic.as_text` (object array of str)."""
+
+    @property
+    @abstractmethod
+    def num(self) -> np.ndarray:
+        """`logic.as_number`, NaN where it is None."""
+
+    @property
+    @abstractmethod
+    def blank(self) -> np.ndarray:
+        """`logic._blank`."""
+
+    @property
+    @abstractmethod
+    def output(self) -> np.ndarray:
+        """The values as `logic.evaluate` returns them (str, float, bool)."""
 
     @property
     def true(self) -> np.ndarray:
@@ -121,7 +142,15 @@ class _Text(_Value):
 
     def __init__(self, text: np.ndarray) -> None:
         self.n = len(text)
-        self.text = self.output = text
+        self._text = text
+
+    @property
+    def text(self) -> np.ndarray:
+        return self._text
+
+    @property
+    def output(self) -> np.ndarray:
+        return self._text
 
     @cached_property
     def kind(self) -> np.ndarray:
@@ -153,7 +182,11 @@ class _Number(_Value):
         self.n = len(num)
         num = num.astype(float)
         num[~np.isfinite(num)] = np.nan
-        self.num = num
+        self._num = num
+
+    @property
+    def num(self) -> np.ndarray:
+        return self._num
 
     @cached_property
     def kind(self) -> np.ndarray:

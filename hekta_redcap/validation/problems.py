@@ -239,6 +239,7 @@ class Message:
                 fill["kind"] = self.kind(lang)
             case "range":
                 bound = spec.field.max if hit.detail == "max" else spec.field.min
+                assert bound is not None  # a range problem is found only against a set bound
                 shown = (
                     words["today"] if bound in ("today", "now") else self.shown(spec, bound, lang)
                 )
@@ -259,9 +260,9 @@ class Message:
                 fill["stored"] = f" {value}" if value else blank
                 fill["expected"] = hit.other or words["blank"]
             case "missing-code":
-                names = {m.code: m.label for m in self.layout.study.missing_data_codes}
+                meanings = {m.code: m.label for m in self.layout.study.missing_data_codes}
                 fill["code"] = hit.value
-                fill["meaning"] = ", ".join(names.get(c, c) for c in hit.value.split(","))
+                fill["meaning"] = ", ".join(meanings.get(c, c) for c in hit.value.split(","))
             case "date-order":
                 other = self.layout.field_spec(hit.detail)
                 other_value = self.shown(other, hit.other, lang)

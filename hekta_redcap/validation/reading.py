@@ -121,7 +121,7 @@ def bounds(spec: Spec, today: dt.date) -> tuple[object, object]:
     if validation is None:
         return None, None
     family = _family(validation)
-    limits = []
+    limits: list[object] = []
     for key in ("min", "max"):
         text = getattr(spec.field, key)
         if not text or is_piped(text):  # a piped bound is known per record only

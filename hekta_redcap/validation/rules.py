@@ -127,12 +127,11 @@ class Rules:
         missing data codes with `missing_codes`)."""
         if not spec.option:
             return self.raw[spec.field.name]
-        options = self.layout.fields[spec.field.name]
-        ticked = [
-            np.where(self.raw[s.column] == "1", s.code, "")
-            for s in options
-            if s.missing_code == missing_codes
-        ]
+        ticked = []
+        for option in self.layout.fields[spec.field.name]:
+            if option.missing_code == missing_codes:
+                assert option.code is not None  # a checkbox column has its option's code
+                ticked.append(np.where(self.raw[option.column] == "1", option.code, ""))
         joined = [",".join(filter(None, codes)) for codes in zip(*ticked, strict=True)]
         return pd.Series(joined, index=self.raw.index, dtype=str)
 

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, TypedDict, get_args
 
 import numpy as np
 import openpyxl
@@ -181,10 +181,10 @@ def _numbers(values: pd.Series, recode: dict[str, int] | None) -> np.ndarray:
     return lookup[values.cat.codes.to_numpy()]
 
 
-def _label_key(key: object, recode: dict[str, int] | None) -> int | float:
+def _label_key(key: str | int, recode: dict[str, int] | None) -> int:
     if recode is not None:
         return recode[str(key)]
-    return int(key) if isinstance(key, (bool, str)) else key  # type: ignore[return-value]
+    return int(key) if isinstance(key, (bool, str)) else key
 
 
 # -- statistics formats ---------------------------------------------------------------------------
@@ -217,10 +217,11 @@ def statistics_frame(
 def _statistical(table: Table, fmt: Literal["sav", "dta"], directory: Path) -> list[Path]:
     limits, recoded, renamed = _LIMITS[fmt], integer_codes(table), fitted_names(table, fmt)
     frame, formats = statistics_frame(table, fmt)
-    labels = [
+    # Typed as pyreadstat types its arguments (invariant lists and dicts).
+    labels: list[str | None] = [
         _cut(table.labels.get(str(c), ""), limits.label, limits.label_in_bytes) for c in table.frame
     ]
-    value_labels = {
+    value_labels: dict[str, dict[int | float, str]] = {
         renamed.get(column, column): {
             _label_key(key, recoded.get(column)): _cut(
                 text, limits.value_label, limits.label_in_bytes
@@ -261,7 +262,16 @@ def _dates(values: pd.Series) -> pd.Series:
 # -- text and spreadsheet formats ---------------------------------------------------------------
 
 
-def labels_document(table: Table) -> dict[str, object]:
+class LabelsDocument(TypedDict):
+    """A table's labels as JSON (`labels_document`)."""
+
+    table: str
+    labels: dict[str, str]
+    value_labels: dict[str, dict[str, str]]
+    dates: list[str]
+
+
+def labels_document(table: Table) -> LabelsDocument:
     """The table's labels as JSON: variable labels and value labels by the code as CSV writes
     it (a boolean's True is "1")."""
     return {
@@ -275,7 +285,7 @@ def labels_document(table: Table) -> dict[str, object]:
     }
 
 
-def _json_key(key: object) -> str:
+def _json_key(key: str | int) -> str:
     return str(int(key)) if isinstance(key, bool) else str(key)
 
 
@@ -310,7 +320,7 @@ def _csv(table: Table, directory: Path) -> list[Path]:
 def _parquet(table: Table, directory: Path) -> list[Path]:
     arrow = pa.Table.from_pandas(table.frame, preserve_index=False)
     document = labels_document(table)
-    value_labels: dict[str, object] = document["value_labels"]  # type: ignore[assignment]
+    value_labels = document["value_labels"]
     fields, columns = [], []
     for name in arrow.column_names:
         column = arrow.column(name)
@@ -320,12 +330,13 @@ def _parquet(table: Table, directory: Path) -> list[Path]:
             metadata["value_labels"] = json.dumps(value_labels[name], ensure_ascii=False)
         fields.append(pa.field(name, kind, metadata=metadata))
         columns.append(column.cast(kind) if kind != column.type else column)
-    metadata = {
+    schema_metadata = {
         **(arrow.schema.metadata or {}),
         METADATA_KEY: json.dumps(document, ensure_ascii=False).encode(),
     }
+    schema = pa.schema(fields, metadata=schema_metadata)
     path = directory / f"{table.name}.parquet"
-    pq.write_table(pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=metadata)), path)
+    pq.write_table(pa.Table.from_arrays(columns, schema=schema), path)
     return [path]
 
 

@@ -50,9 +50,9 @@ DAYS = "days_since_randomization"
 MISSING_CODE = "_missing_code"  # `<field>_missing_code`: the code where one was entered
 OUTCOMES = "employment_outcomes"
 
-ValueLabels = dict[object, str]
+ValueLabels = dict[str | int, str]  # by code: a categorical's (str), True/False, or an integer
 
-_WORDS = {
+_WORDS: dict[Language, dict[str, str]] = {
     "nb": {
         "yes": "Ja",
         "no": "Nei",
@@ -60,7 +60,6 @@ _WORDS = {
         "false": "Usant",
         "checked": "Krysset av",
         "unchecked": "Ikke krysset av",
-        "status": ("Ikke fullført", "Ikke verifisert", "Fullført"),
         "record": "Deltakerens post-ID",
         "pseudonym": "Pseudonym for deltakeren",
         "event": "Tidspunkt (hendelse)",
@@ -80,7 +79,6 @@ _WORDS = {
         "false": "False",
         "checked": "Checked",
         "unchecked": "Unchecked",
-        "status": ("Incomplete", "Unverified", "Complete"),
         "record": "The participant's record id",
         "pseudonym": "The participant's pseudonym",
         "event": "Timepoint (event)",
@@ -93,6 +91,10 @@ _WORDS = {
         "incomplete": "{score}: incomplete (partial sum)",
         "missing_code": "{field}: missing data code",
     },
+}
+_FORM_STATUS: dict[Language, tuple[str, str, str]] = {  # the labels of codes 0, 1 and 2
+    "nb": ("Ikke fullført", "Ikke verifisert", "Fullført"),
+    "en": ("Incomplete", "Unverified", "Complete"),
 }
 
 
@@ -288,7 +290,9 @@ class _Reading:
         code where the export holds one."""
         layout, words = self.layout, self.words
         label = instrument.label_of(f, self.lang)
-        choices = {c.code: instrument.choice_label(c, self.lang) for c in instrument.choices_of(f)}
+        choices: ValueLabels = {
+            c.code: instrument.choice_label(c, self.lang) for c in instrument.choices_of(f)
+        }
         names = []
         for column in layout.value_columns(f.name):
             spec = layout.specs[column]
@@ -341,7 +345,7 @@ class _Reading:
         )
         form = instrument.label.get(self.lang) or instrument.form
         self.labels[column] = self.words["form_status"].format(form=form)
-        self.values[column] = dict(zip(codes, self.words["status"], strict=True))
+        self.values[column] = dict(zip(codes, _FORM_STATUS[self.lang], strict=True))
         return [column]
 
     def _scores(self, invalid: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -366,7 +370,7 @@ class _Reading:
     def _scored(self, instrument: Instrument, scores: pd.DataFrame) -> list[str]:
         assert instrument.scoring is not None
         words = self.words
-        yes_no = {1: words["yes"], 0: words["no"]}
+        yes_no: ValueLabels = {1: words["yes"], 0: words["no"]}
         for score in instrument.scoring.scores:
             label = score.label.get(self.lang) or score.name
             self.labels[score.name] = label
@@ -502,8 +506,8 @@ class _Reading:
             "group": self.labels[GROUP],
             **{c: text.format(m=outcomes.OUTCOME_MONTHS) for c, text in nb_en.items()},
         }
-        yes_no = {True: self.words["yes"], False: self.words["no"]}
-        values = {
+        yes_no: ValueLabels = {True: self.words["yes"], False: self.words["no"]}
+        values: dict[str, ValueLabels] = {
             "group": self.values[GROUP],
             "any_competitive_job": yes_no,
             "worked_20h_week": yes_no,

@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 
 from hekta_redcap import __version__
-from hekta_redcap.analysis.export.formats import fitted_names, integer_codes
-from hekta_redcap.analysis.export.frames import Table
+from hekta_redcap.analysis.export.formats import Format, fitted_names, integer_codes
+from hekta_redcap.analysis.export.frames import Language, Shape, Table
 from hekta_redcap.definitions.study import FORMS_DIR, STUDIES_DIR, Project
 
 MANIFEST = "manifest.json"
@@ -54,9 +54,9 @@ def write_manifest(
     tables: list[Table],
     files: list[Path],
     *,
-    shape: str,
-    fmt: str,
-    language: str,
+    shape: Shape,
+    fmt: Format,
+    language: Language,
     identifiers: bool,
     pseudonymised: bool,
     last_sync: dt.datetime | None,

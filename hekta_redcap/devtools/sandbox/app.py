@@ -8,6 +8,8 @@ request's return format when the handler refuses.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
@@ -22,6 +24,9 @@ from hekta_redcap.devtools.sandbox.wire import (
     invalid_parameter,
     render_error,
 )
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 NO_PERMISSION = "You do not have permissions to use the API"
 PROJECT_TOKEN = re.compile(r"[0-9A-Fa-f]{32}")
@@ -41,7 +46,7 @@ class SandboxApp:
         self.super_token = super_token
         self.public_url = public_url  # REDCap's configured base URL, for survey links
 
-    def __call__(self, environ: dict, start_response):  # type: ignore[no-untyped-def]
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = MAX_BODY
         response = self.respond(request)

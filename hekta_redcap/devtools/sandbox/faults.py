@@ -27,7 +27,11 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 KINDS = ("error", "html", "delay", "truncate", "drop")
 
@@ -95,11 +99,11 @@ class Faults:
 class FaultInjector:
     """WSGI middleware that applies `Faults` to the wrapped app."""
 
-    def __init__(self, app, faults: Faults) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app: WSGIApplication, faults: Faults) -> None:
         self.app = app
         self.faults = faults
 
-    def __call__(self, environ: dict, start_response):  # type: ignore[no-untyped-def]
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         from werkzeug.wrappers import Response  # werkzeug only where it serves (not for --help)
 
         kind = self.faults.draw(_call(environ) if self.faults.contents else None)
@@ -122,7 +126,7 @@ class FaultInjector:
         return []
 
 
-def _call(environ: dict) -> tuple[str, str] | None:
+def _call(environ: WSGIEnvironment) -> tuple[str, str] | None:
     """The API content and action of a form-encoded request, read without consuming its body."""
     from werkzeug.wrappers import Request
 
@@ -136,7 +140,7 @@ def _call(environ: dict) -> tuple[str, str] | None:
     return content, action
 
 
-def _drop(environ: dict) -> None:
+def _drop(environ: WSGIEnvironment) -> None:
     """Close the client's connection without writing a response."""
     sock = environ.get("werkzeug.socket")
     if isinstance(sock, socket.socket):

@@ -163,7 +163,7 @@ def dictionary_errors(rows: list[dict[str, str]]) -> list[str]:
     """Every reason REDCap would refuse this dictionary (the rules in `dictrules`), one message
     per kind of problem."""
     found: dict[str, list[str]] = {kind: [] for kind in MESSAGES}
-    for refusal in redcap_refusals([DictRow(**row) for row in rows]):
+    for refusal in redcap_refusals([DictRow(**row, origin=None) for row in rows]):
         found.setdefault(refusal.kind, []).append(refusal.item)
     return [
         MESSAGES.get(kind, kind + ": {}").format(", ".join(dict.fromkeys(items)))
@@ -204,8 +204,8 @@ def export_field_names(call: Call) -> Reply:
         if model.form_of(wanted) is None or "___" in wanted:
             raise invalid_values("field", [wanted])
         rows = [row for row in rows if row["original_field_name"] == wanted]
-    columns = ("original_field_name", "choice_value", "export_field_name")
-    return render_rows(rows, call.fmt, columns, delimiter=call.params.delimiter)
+    header = ("original_field_name", "choice_value", "export_field_name")
+    return render_rows(rows, call.fmt, header, delimiter=call.params.delimiter)
 
 
 @endpoint("instrument", "export", privilege="api_export")

@@ -105,12 +105,14 @@ def level(name: str, value: Any, owner: str) -> int:
 
 def form_levels(p: ProjectModel, name: str, value: Any, owner: str) -> dict[str, int]:
     """A form map sent as a JSON object or as a `form_a:1,form_b:0` cell."""
+    pairs: list[tuple[str, Any]]
     if isinstance(value, dict):
         pairs = [(text(k), v) for k, v in value.items()]
     else:
-        pairs = [tuple(part.split(":", 1)) for part in text(value).split(",") if part.strip()]
-        if any(len(pair) != 2 for pair in pairs):
+        parts = [part.split(":", 1) for part in text(value).split(",") if part.strip()]
+        if any(len(part) != 2 for part in parts):
             raise bad_value(name, text(value), owner)
+        pairs = [(form, level) for form, level in parts]
     unknown = [form for form, _ in pairs if form.strip() not in p.forms]
     if unknown:
         raise not_valid(f"forms in \"{name}\" for '{owner}'", unknown)
@@ -383,7 +385,7 @@ def import_user_roles(call: Call) -> Reply:
         created = role_id is None
         label = label or old_label
         update_rights(p, rights, row, label, allowed)
-        if created:
+        if role_id is None:
             unique = new_role_name(current)
             cursor = call.conn.execute(
                 "INSERT INTO role (project_id, unique_role_name, role_label, rights) "
