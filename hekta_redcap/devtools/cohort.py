@@ -137,14 +137,19 @@ class Cohort:
         for start in range(0, len(records), batch):
             chunk = [row for rows in records[start : start + batch] for row in rows]
             count += int(client.import_records(chunk)["count"])
-        for record in self.participants if randomize is not None else ():
+        if randomize is not None:
+            self._randomize(randomize)
+        return count
+
+    def _randomize(self, randomize: Randomize) -> None:
+        """Each participant randomized in enrolment order, checked against the simulation."""
+        for record in self.participants:
             group = randomize(record)
             if group != self.groups[record]:
                 raise RuntimeError(
                     f"record {record}: the module allocated {group}, the cohort was simulated "
                     f"with {self.groups[record]} (another allocation table?)"
                 )
-        return count
 
 
 def generate(

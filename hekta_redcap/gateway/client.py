@@ -287,7 +287,7 @@ class Gateway:
             RETURN_CODE.fullmatch,
         )
 
-    def _raw(self, payload: dict[str, Any], kind: Literal["str", "int"]) -> Any:
+    def _raw(self, payload: dict[str, Any], kind: Literal["str", "int", "json"]) -> Any:
         """A call PyCap has no method for, through PyCap's own request (its error handling,
         its session and this gateway's hooks)."""
         return self.client._call_api({"token": self.client.token, **payload}, kind)

@@ -71,7 +71,7 @@ def _randomization(report: Report, project: Project, ctx: DictionaryContext) -> 
     if len(set(spec.blocks)) != len(spec.blocks):
         error("block sizes are listed twice", "blocks")
     if len(set(spec.blocks)) == 1:
-        report.warning(
+        report.warn(
             RULE,
             "a single block size lets staff who know it foresee the last allocations of each "
             "block; list two or more sizes",
@@ -90,10 +90,11 @@ def _randomization(report: Report, project: Project, ctx: DictionaryContext) -> 
             if not stratum.dag or len(set(stratum.dag)) != len(stratum.dag):
                 error("'dag' lists each data access group's unique name once", "strata", i)
             continue
-        if stratum.field == spec.target:
+        stratum_field = stratum.field
+        if stratum_field == spec.target:
             error("the target cannot be a stratum", "strata", i)
-        elif at_event(stratum.field, "strata", i):
-            inst, field = fields[stratum.field]
+        elif stratum_field is not None and at_event(stratum_field, "strata", i):
+            inst, field = fields[stratum_field]
             if field.type not in CHOICE_TYPES or not choice_codes(inst, field):
                 error(
                     f"stratum '{stratum.field}' must be a multiple-choice field "
