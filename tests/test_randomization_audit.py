@@ -10,21 +10,29 @@ breaks one thing and lists exactly what the audit must find.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from click.testing import Result as CliResult
 from conftest import LIBRARY
+from sandbox_support import Handle
 
+from hekta_redcap.cli import cli
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.study import load_project
-from hekta_redcap.gateway import Unavailable
-from hekta_redcap.randomization.audit import Audit, AuditResult, check, write_audit
+from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.sandbox.server import SandboxServer
+from hekta_redcap.gateway import Gateway, Unavailable
+from hekta_redcap.randomization.audit import RULES, Audit, AuditResult, check, write_audit
 from hekta_redcap.randomization.design import design_of
 from hekta_redcap.randomization.tables import Slot
 from hekta_redcap.validation import randomization as rule
+from hekta_redcap.validation import validate_store
 
 PROJECT = load_project("hekta", LIBRARY)
 DESIGN = design_of(PROJECT)
@@ -329,6 +337,7 @@ def test_records_changed_after_the_sync_began_are_checked_against_the_log_only()
     rows = [row(r, rand_group="", rand_date="") if r == "3" else row(r) for r in SITES]
     audit = audited(rows, synced=f"{DAY} 10:06")
     assert found(audit) == [] and audit.in_flux == ["3"]
+    assert audited(synced=f"{DAY} 10:06").in_flux == []  # the store agrees: nothing to defer
     assert [(f.record, f.rule) for f in audited(rows).findings] == [
         ("3", "group-changed"),
         ("3", "date-mismatch"),
@@ -462,10 +471,20 @@ def test_a_log_that_cannot_be_read_is_one_line_and_keeps_the_last_passs_problems
     store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     earlier = {
-        "record": "3", "event": BASELINE, "instance": "", "instrument": "randomization",
-        "field": "rand_group", "value": "1", "rule": "group-changed", "severity": "error",
-        "message_nb": "nb", "message_en": "en", "dag": "", "link": "", "digest": "d" * 32,
-    }  # fmt: skip
+        "record": "3",
+        "event": BASELINE,
+        "instance": "",
+        "instrument": "randomization",
+        "field": "rand_group",
+        "value": "1",
+        "rule": "group-changed",
+        "severity": "error",
+        "message_nb": "nb",
+        "message_en": "en",
+        "dag": "",
+        "link": "",
+        "digest": "d" * 32,
+    }
     other = earlier | {"field": "audit_5", "rule": "skip-violation"}
     store.set_problems("hekta", [earlier, other])
 
@@ -480,3 +499,121 @@ def test_a_log_that_cannot_be_read_is_one_line_and_keeps_the_last_passs_problems
         'event=validate.randomization project=hekta outcome=kept reason="REDCap at '
         'http://127.0.0.1:1/api/: export_logging failed 6 times"'
     ]
+
+
+# -- end to end on the local server ---------------------------------------------------------------
+
+# site 1: 1, 2, 2, 1; site 2: 2, 1
+E2E_TABLE = [["rand_group", "site"], ["1", "1"], ["2", "1"], ["2", "1"], ["1", "1"]]
+E2E_TABLE += [["2", "2"], ["1", "2"]]
+E2E_SITES = {"1": "1", "2": "1", "3": "2", "4": "1", "5": "2"}  # randomized in this order
+E2E_GROUPS = {"1": "1", "2": "2", "3": "2", "4": "2", "5": "1"}  # the table's slots for them
+
+
+@pytest.fixture
+def trial(sandbox: SandboxServer, tmp_path: Path) -> tuple[Settings, Path, Handle]:
+    """The trial project on the local server, the table loaded, records 1-5 consented and
+    randomized through the module in order yesterday, with that day as their rand_date."""
+    provision(sandbox, [PROJECT], tmp_path / "env")
+    # every sync a full one: a write straight into REDCap's database leaves no change time
+    settings = Settings.load(
+        (tmp_path / "env",),
+        {"HEKTA_STORE": str(tmp_path / "store.sqlite3"), "HEKTA_SYNC_RECONCILE_HOURS": "0"},
+    )
+    table = tmp_path / "allocation_development.csv"
+    with table.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(E2E_TABLE)
+    loaded = CliRunner().invoke(
+        cli,
+        ["sandbox", "--data", str(sandbox.data_dir), "allocation", "-p", "hekta", str(table)],
+        env=dict(settings.values),
+    )
+    assert loaded.exit_code == 0, loaded.output
+    api = Gateway.open(settings, "hekta")
+    consent = {"consent_given": "1", "consent_date": "2025-01-05", "consent_complete": "2"}
+    api.import_records(
+        [
+            {"record_id": r, "redcap_event_name": BASELINE, "site": site, **consent}
+            for r, site in E2E_SITES.items()
+        ]
+    )
+    for record in E2E_SITES:
+        assert api.randomize(record)["target_value"] == E2E_GROUPS[record]
+    logged = api.export_logging(log_type="record")
+    yesterday = {
+        e["record"]: str(dt.date.fromisoformat(e["timestamp"][:10]) - dt.timedelta(days=1))
+        for e in logged
+        if e["action"].startswith("Randomize record")
+    }
+    api.import_records(
+        [
+            {"record_id": r, "redcap_event_name": BASELINE, "rand_date": day, "rand_by": "AB"}
+            for r, day in yesterday.items()
+        ]
+    )
+    # All this happened yesterday: REDCap logs to the minute, and what it logs in the minute a
+    # sync begins may not be in the store yet, so the audit would check it against the log only.
+    project_id = int(api.export_project_info()["project_id"])
+    with sandbox.store.transaction() as conn:
+        conn.execute(
+            "UPDATE log SET ts = datetime(ts, '-1 day') WHERE project_id = ?", (project_id,)
+        )
+    return settings, table, Handle(sandbox, project_id, settings.token("hekta").reveal())
+
+
+def audit_command(settings: Settings, table: Path, out: Path) -> CliResult:
+    return CliRunner().invoke(
+        cli,
+        [
+            "randomization",
+            "audit",
+            "-p",
+            "hekta",
+            "--table",
+            str(table),
+            "-o",
+            str(out),
+            "--lang",
+            "en",
+            "--definitions",
+            str(LIBRARY),
+        ],
+        env=dict(settings.values),
+    )
+
+
+def test_the_command_passes_a_clean_trial_and_finds_a_tampered_group(
+    trial: tuple[Settings, Path, Handle], tmp_path: Path
+) -> None:
+    settings, table, handle = trial
+    clean = audit_command(settings, table, tmp_path / "clean")
+    assert clean.exit_code == 0, clean.output
+    assert clean.stdout.splitlines()[:2] == [
+        "hekta: 5 randomization(s) audited, 0 finding(s) in 0 record(s)",
+        "balance (1/2): site=1 1/2, site=2 1/1, site=3 0/0, all 2/3",
+    ]
+    # record 3's group changed straight in REDCap's database (as an administrator could)
+    handle.put("3", {"rand_group": "1"}, BASELINE)
+    tampered = audit_command(settings, table, tmp_path / "tampered")
+    assert tampered.exit_code == 1, tampered.output
+    assert tampered.stdout.splitlines()[:2] == [
+        "hekta: 5 randomization(s) audited, 1 finding(s) in 1 record(s)",
+        "  group-changed: 1 (3)",
+    ]
+    [[record, stratum, rule, detail, _]] = read_csv(tmp_path / "tampered" / "audit.csv")[1:]
+    assert (record, stratum, rule, detail) == (
+        "3",
+        "site=2",
+        "group-changed",
+        f"“Allocated group” is now {IPS} but the module allocated {SELF_HELP}, and the change "
+        "is not in the log.",
+    )
+    with Store.open(settings) as store:
+        result = validate_store(settings, PROJECT, store)
+        assert result is not None
+        randomization = result.problems[result.problems["rule"].isin(RULES)]
+        assert randomization[["record", "field", "rule"]].values.tolist() == [
+            ["3", "rand_group", "group-changed"]
+        ]
+        opened = [p["record"] for p in store.open_problems("hekta") if p["rule"] in RULES]
+        assert opened == ["3"]

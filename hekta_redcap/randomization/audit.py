@@ -26,10 +26,10 @@ slots of the others. The checks (`RULES`, in the order the report lists them):
 
 Balance per stratum and overall (randomized records not deleted since, per allocated group) is
 information, not a finding. The table-free checks also run in every validation of a project
-with a randomization block (`validation.randomization`). Checks that compare the store with
-the log skip the records the log shows changed after the store's sync began: the store may
-not hold those changes yet (a later run checks them). Findings name record ids only; log
-lines hold counts.
+with a randomization block (`validation.randomization`). A record the log shows changed after
+the store's sync began, whose data disagree with the log, is checked against the log only:
+the store may not hold those changes yet (a later run checks it). Findings name record ids
+only; log lines hold counts.
 """
 
 from __future__ import annotations
@@ -180,8 +180,9 @@ class Balance:
 @dataclass
 class Audit:
     """What `check` found: every randomization in the log, the findings (in `RULES` order,
-    then by record), the balance, the records changed after the store's sync began (checked
-    against the log only) and how many randomized records were deleted since."""
+    then by record), the balance, the records changed after the store's sync began whose data
+    disagree with the log (checked against the log only), and how many randomized records were
+    deleted since."""
 
     design: Design
     allocations: list[Allocation]
@@ -214,8 +215,8 @@ def check(
     """Audit the randomizations: `rows` are the project's flat export (the store's copy), `log`
     REDCap's logging export (record entries, newest first), `slots` the allocation table
     (`tables.read_table`; None: the table-free checks only). `synced` ("YYYY-MM-DD HH:MM",
-    REDCap's clock) is when the sync that filled the store began: records the log shows
-    changed since are compared with the log only."""
+    REDCap's clock) is when the sync that filled the store began: a record the log shows
+    changed since, whose data disagree with the log, is checked against the log only."""
     return _Auditor(project, design, rows, slots).run(log, synced)
 
 
@@ -285,15 +286,17 @@ class _Auditor:
                     moved[record] = entry
             if target in entry.values:
                 set_by[record] = entry
-        in_flux = sorted({e.record for e in entries if synced and e.at >= synced}, key=natural_key)
         for allocation in allocations:
             self.against_table(allocation)
         for record, allocation in first.items():
             self.changes(allocation, later[record])
-            if record in self.current and record not in in_flux:
-                self.against_data(allocation, later[record], moved.get(record))
+        recent = {e.record for e in entries if synced and e.at >= synced}
+        in_flux = []
         for record, values in self.current.items():
-            if values.get(target) and record not in first and record not in in_flux:
+            before = len(self.findings)
+            if record in first:
+                self.against_data(first[record], later[record], moved.get(record))
+            elif values.get(target):
                 self.found(
                     record,
                     "not-randomized-by-module",
@@ -302,6 +305,10 @@ class _Auditor:
                     field=self.label(target),
                     value=self.choice(values[target]),
                 )
+            if record in recent and len(self.findings) > before:
+                del self.findings[before:]  # the store may not hold yet what the log shows
+                in_flux.append(record)
+        in_flux.sort(key=natural_key)
         order = {rule: i for i, rule in enumerate(RULES)}
         self.findings.sort(key=lambda f: (order[f.rule], natural_key(f.record), f.logged))
         balance = self.balanced(first.values(), used)
