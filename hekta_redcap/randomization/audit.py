@@ -46,6 +46,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from hekta_redcap import LANGUAGES, __version__
 from hekta_redcap.core.clock import now, shown_time
 from hekta_redcap.core.logline import line
@@ -641,8 +643,6 @@ def write_audit(result: AuditResult, out: Path) -> dict[str, Path]:
 def render_html(result: AuditResult) -> str:
     """audit.html: self-contained (inline CSS, nothing fetched), headings in the run's
     language with the other beside them, the findings by rule and the balance."""
-    import jinja2
-
     audit, lang = result.audit, result.lang
     other = next(code for code in LANGUAGES if code != lang)
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
@@ -661,7 +661,6 @@ def render_html(result: AuditResult) -> str:
     ]
     instrument, target = result.project.field_map()[audit.design.target]
     labels = {o.code: instrument.choice_label(o, lang) for o in instrument.choices_of(target)}
-    deleted = audit.deleted
     return template.render(
         lang=lang,
         h=words,
@@ -671,7 +670,7 @@ def render_html(result: AuditResult) -> str:
         table=result.table.name,
         table_sha256=result.table_sha256,
         log=TEXTS["html.log_counts"][lang].format(
-            randomizations=len(audit.allocations), records=audit.records, deleted=deleted
+            randomizations=len(audit.allocations), records=audit.records, deleted=audit.deleted
         ),
         count=TEXTS["html.count"][lang].format(
             findings=len(audit.findings), records=len({f.record for f in audit.findings})
@@ -690,5 +689,6 @@ def render_html(result: AuditResult) -> str:
 
 
 def _group(name: str) -> dict[str, Mapping[str, str]]:
+    """A group of the catalog in both languages, by id within the group."""
     prefix = f"{name}."
     return {k.removeprefix(prefix): v for k, v in TEXTS.items() if k.startswith(prefix)}
