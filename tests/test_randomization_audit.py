@@ -515,11 +515,7 @@ def trial(sandbox: SandboxServer, tmp_path: Path) -> tuple[Settings, Path, Handl
     """The trial project on the local server, the table loaded, records 1-5 consented and
     randomized through the module in order yesterday, with that day as their rand_date."""
     provision(sandbox, [PROJECT], tmp_path / "env")
-    # every sync a full one: a write straight into REDCap's database leaves no change time
-    settings = Settings.load(
-        (tmp_path / "env",),
-        {"HEKTA_STORE": str(tmp_path / "store.sqlite3"), "HEKTA_SYNC_RECONCILE_HOURS": "0"},
-    )
+    settings = Settings.load((tmp_path / "env",), {"HEKTA_STORE": str(tmp_path / "store.sqlite3")})
     table = tmp_path / "allocation_development.csv"
     with table.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows(E2E_TABLE)

@@ -5,8 +5,8 @@ the allocation table, REDCap's logging and the data?
     >>> result.findings          # [] when every randomization is as it should be
     >>> print(result.text())     # audit.csv, balance.csv and audit.html are in `out`
 
-The project is synced into the store first; then REDCap's logging (record entries) is read
-through the gateway and replayed in the order things happened. REDCap lists its log newest
+The project is synced into the store first (in full); then REDCap's logging (record entries)
+is read through the gateway and replayed in the order things happened. REDCap lists its log newest
 first and times it to the minute, so entries are ordered by time and, within a minute, by their
 place in the log. The replay knows each record's stratum when it was randomized (the strata
 fields as last logged before the randomization), so a stratum changed later does not shift the
@@ -587,11 +587,13 @@ def run_audit(
     settings: Settings, project: Project, table: Path, out: Path, lang: str
 ) -> AuditResult:
     """Sync the project into the store, read REDCap's logging, audit every randomization
-    against `table` and write audit.csv, balance.csv and audit.html into `out`."""
+    against `table` and write audit.csv, balance.csv and audit.html into `out`. The sync is a
+    full one: a change made straight in REDCap's database leaves no change time for an
+    incremental sync to find, and the audit is run seldom enough to pull every record."""
     slots = read_table(table, design_of(project))
     began, started = time.perf_counter(), shown_time(now())
     with Store.open(settings) as store:
-        sync.run(settings, project.name, store=store)
+        sync.run(settings, project.name, store=store, full=True)
         audit = audit_store(settings, project, store, slots)
     digest = hashlib.sha256(table.read_bytes()).hexdigest()
     result = AuditResult(project, audit, lang, table, digest, started)
