@@ -18,7 +18,7 @@ from redcap import RedcapError
 from sandbox_support import CREATOR, Handle
 
 NO_PERMISSION = "You do not have permissions to use the API"
-# redcap-api.md §3.8, less data_access_group_label (see USER_COLUMNS in api/users.py)
+# REDCap's user export keys, less data_access_group_label (see USER_COLUMNS in api/users.py)
 USER_KEYS = [
     "username",
     "email",

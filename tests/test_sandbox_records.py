@@ -2,7 +2,7 @@
 generateNextRecordName, driven through PyCap (and `requests` for status codes, raw bodies and
 REDCapR's comma-joined arrays), on the classic and the longitudinal test projects.
 
-Expected values come from redcap-api.md (REDCap's observed behaviour) and the test dictionaries
+Expected values come from REDCap's observed behaviour (written out here) and the test dictionaries
 in sandbox_support, never from the server's own output."""
 
 from __future__ import annotations

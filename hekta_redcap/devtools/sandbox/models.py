@@ -796,7 +796,7 @@ CREATOR_RIGHTS: dict[str, int] = {
 
 
 # The right to randomize a record, by its name in REDCap's project XML (UserRoles
-# `random_perform`). REDCap's user export does not show it (redcap-api.md §3.8 lists the keys),
+# `random_perform`). REDCap's user export does not show it (its keys are api.users.USER_COLUMNS),
 # so it is kept with the rights but not among the exported flags: the creator has it, a user
 # added through the API does not [I].
 RANDOMIZE_RIGHT = "random_perform"

@@ -1,4 +1,4 @@
-"""The logging export (§3.7): the entries every area writes through `ProjectModel.log`, newest
+"""The logging export: the entries every area writes through `ProjectModel.log`, newest
 first, filtered as REDCap's Logging page filters them."""
 
 from __future__ import annotations

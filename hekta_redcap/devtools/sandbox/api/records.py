@@ -1,4 +1,4 @@
-"""Record export, delete and rename, and generateNextRecordName (redcap-api.md §2, §3.1, §3.3);
+"""Record export, delete and rename, and generateNextRecordName (REDCap's record API);
 the import is in `records_import.py`.
 
 Exports are shaped from the stored rows (one per record × event × repeat instance) exactly as

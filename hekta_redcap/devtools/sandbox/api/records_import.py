@@ -1,8 +1,8 @@
-"""Record import (redcap-api.md §3.2, §5), and the record-level facts export shares with it.
+"""Record import, and the record-level facts export shares with it.
 
 REDCap's import is all-or-nothing and reports every bad cell at once, as lines of
 `"record","field","value","message"`; so the whole upload is checked before anything is
-written. The message texts are REDCap's (redcap-api.md §5); where REDCap's wording is
+written. The message texts are REDCap's as observed; where REDCap's wording is
 unknown the text says what is wrong in REDCap's style, marked [U] below.
 """
 

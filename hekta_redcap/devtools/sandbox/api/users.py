@@ -1,4 +1,4 @@
-"""Users, user roles, role mappings, data access groups and user-DAG mappings (§3.8).
+"""Users, user roles, role mappings, data access groups and user-DAG mappings.
 
 Rights are one JSON object per user (`user.rights`) and per role (`role.rights`): REDCap's
 privilege flags as ints and the `forms`/`forms_export` maps of form name to level. A user's
@@ -40,7 +40,7 @@ ROLE_FLAGS = (
 FORM_MAPS = ("forms", "forms_export")
 PROFILE = ("email", "firstname", "lastname", "expiration")
 USER_DAG = ("data_access_group", "data_access_group_id")
-# redcap-api.md §3.8 lists `data_access_group_label` after `data_access_group_id`, but the
+# Newer REDCap versions list `data_access_group_label` after `data_access_group_id`, but the
 # installed PyCap's export_users doctest (run by test_sandbox_pycap_doctests) shows
 # `'data_access_group_id': '', 'design': 1` with nothing between: the export leaves it out and
 # the import accepts it (newer servers' exports carry it).
