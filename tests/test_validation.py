@@ -70,6 +70,7 @@ def clean(record: str, dag: str = "") -> dict[str, str]:
         "consent_date": "2025-01-10",
         "consent_obtained_by": "AB",
         "consent_version": "2.0 av 01.03.2024",
+        "consent_registers": "1",
         "consent_complete": "2",
         "sex": "2",
         "demo_birth_year": "1985",

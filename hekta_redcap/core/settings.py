@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     remind_minutes: AtLeast1 = _setting("HEKTA_REMIND_MINUTES", 15)
     user: str | None = _setting("HEKTA_USER")
     allocation_table: Path | None = _setting("HEKTA_ALLOCATION_TABLE")
+    # registers: deliveries on disk, the linkage key kept apart from them
+    register_dir: Path = _setting("HEKTA_REGISTER_DIR", Path("var/registers"))
+    linkage_key: Path = _setting("HEKTA_LINKAGE_KEY", Path("var/keys/linkage-key.csv"))
+    allow_synthetic_ids: bool = _setting("HEKTA_ALLOW_SYNTHETIC_IDS", False)
     # reminders: channels, texts, digests
     outbox_dir: Path | None = _setting("HEKTA_OUTBOX_DIR")
     smtp_host: str | None = _setting("HEKTA_SMTP_HOST")
