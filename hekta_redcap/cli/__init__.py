@@ -1,6 +1,6 @@
 """The `hekta-redcap` command line: one module per stage of the data flow (`definitions`,
-`deploy`, `data`, `randomization`, `followup`, `analysis`, `ops`), each command a thin layer
-over its stage.
+`deploy`, `data`, `randomization`, `registers`, `followup`, `analysis`, `ops`), each command a
+thin layer over its stage.
 
 Errors a user can fix (a bad definition file, a missing setting, REDCap refusing or out of
 reach) are printed as one line naming the file, line, variable or URL, with a non-zero exit
@@ -21,7 +21,16 @@ from typing import Any
 import click
 
 from hekta_redcap import __version__
-from hekta_redcap.cli import analysis, data, definitions, deploy, followup, ops, randomization
+from hekta_redcap.cli import (
+    analysis,
+    data,
+    definitions,
+    deploy,
+    followup,
+    ops,
+    randomization,
+    registers,
+)
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Settings
 
@@ -38,6 +47,7 @@ COMMANDS: list[click.Command] = [
     data.problems_group,
     randomization.randomization_group,
     randomization.randomize_command,
+    registers.registers_group,
     followup.followups_command,
     followup.remind_command,
     followup.outbox_command,
