@@ -14,7 +14,13 @@ assessment, which improves over follow-up, so that scores spread as they would.
 
 Identifiers are obviously fake: placeholder names, phone numbers in the Norwegian
 9xxxxxxx/4xxxxxxx pattern, addresses at example.com, and identity and organisation numbers whose
-mod-11 check digit is wrong, so that none can be a real person's or employer's.
+mod-11 check digit is wrong, so that none can be a real person's or employer's. With
+`synthetic_ids=True` the identity numbers are instead valid in Skatteetaten's synthetic test
+population (80 added to the month: no one's, yet accepted where `HEKTA_ALLOW_SYNTHETIC_IDS` is
+set), for the register linkage list. Most participants consent to register linkage.
+
+What the rows tell only in part (jobs never reported, exact dates, how participation ended) is
+kept in `Cohort.stories`, from which `devtools.registers` makes the register deliveries.
 
 With `errors=True` a handful of deliberate data errors that REDCap still accepts on import are
 added, each listed in `Cohort.errors` under the name of the validation rule that should find it
@@ -35,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import redcap
+from stdnum.no import fodselsnummer
 
 from hekta_redcap.definitions.instruments import Field, Instrument
 from hekta_redcap.definitions.study import Project
@@ -50,6 +57,7 @@ ERROR_KINDS = ("date-order", "required", "skip-violation", "range", "missing-cod
 # jobs and the end of study follow each participant's story, and answers on the count forms
 # (days of use, service contacts) are mostly zero.
 CONSENT, JOBS, END = "consent", "job_episode", "end_of_study"
+REGISTERS_CONSENT = "consent_registers"
 COUNT_FORMS = ("substance_days", "service_use")
 
 RECRUITMENT_DAYS = 730  # two years of randomisation, ending a week before `today`
@@ -60,6 +68,11 @@ OPTIONAL_ANSWERED = 0.9  # how often an optional question is answered (free-text
 # How participation ends other than by completing follow-up (end_of_study labels), and how often.
 FATES = (("Withdrawn", 0.04), ("Deceased", 0.007), ("Lost", 0.015))
 MISSED_FOLLOWUP = 0.09
+REGISTERS_DECLINED = 0.08  # how often a participant declines register linkage
+# Jobs from randomisation on, by arm (IPS or not): starts per year, mean length in days and the
+# share of competitive jobs (the register deliveries go on where the assessments stop).
+JOBS_AFTER_RANDOMISATION = {True: (0.9, 210, 0.8), False: (0.5, 110, 0.45)}
+SYNTHETIC_MONTH = 80  # Skatteetaten's synthetic population: 80 added to the month
 # How unevenly the sites (a stratification field's codes) recruit: the first half again what
 # the second does, twice what the third does, and so on.
 SITE_WEIGHTS = tuple(2 / (k + 1) for k in range(1, 100))
@@ -90,6 +103,35 @@ ORG_WEIGHTS = (3, 2, 7, 6, 5, 4, 3, 2)  # check digit of a 9-digit organisation 
 
 
 @dataclass(frozen=True)
+class Job:
+    """A job as it happened (the rows hold only the jobs reported at an assessment, some with a
+    vague start date)."""
+
+    start: dt.date
+    end: dt.date  # may lie after today: the job goes on
+    competitive: bool
+    hours: float
+    employer: str  # organisation number (wrong check digit)
+    occupation: str
+    styrk: str  # STYRK-08 occupation code
+
+
+@dataclass(frozen=True)
+class Story:
+    """A participant as the simulation knows them: what register deliveries are made from."""
+
+    record: str
+    ips: bool
+    randomized: dt.date
+    last_visit: dt.date  # jobs are simulated up to here
+    jobs: tuple[Job, ...]
+    fate: str  # an end_of_study status label ("Completed", "Withdrawn", ...), "" in follow-up
+    fate_date: dt.date | None
+    national_id: str
+    consents_to_registers: bool
+
+
+@dataclass(frozen=True)
 class DataError:
     """A deliberate data error: its cell, and the validation rule that should find it."""
 
@@ -117,6 +159,7 @@ class Cohort:
     record_id: str = "record_id"
     target: str = "rand_group"
     groups: dict[str, str] = field(default_factory=dict)
+    stories: dict[str, Story] = field(default_factory=dict)
 
     def load(
         self, client: redcap.Project, batch: int = 500, randomize: Randomize | None = None
@@ -161,18 +204,27 @@ def generate(
     today: dt.date | None = None,
     first: int = 1,
     allocate: Allocate | None = None,
+    synthetic_ids: bool = False,
 ) -> Cohort:
     """A cohort of `participants` with record ids `first`, `first + 1`, ... (the project must
     have a schedule: its anchor and follow-ups drive the dates). Groups come from `allocate`
     (asked in enrolment order with each participant's strata values, as REDCap's module will
-    be), else from the cohort's own permuted blocks."""
-    builder = _Builder(project, random.Random(seed), today or dt.date.today())
+    be), else from the cohort's own permuted blocks. `synthetic_ids`: identity numbers valid in
+    Skatteetaten's synthetic population, for the register linkage list."""
+    builder = _Builder(project, random.Random(seed), today or dt.date.today(), synthetic_ids)
     people = builder.people(participants, first, allocate)
     rows = [row for person in people for row in builder.rows(person)]
     found = builder.add_errors(rows) if errors else []
     groups = {p.record: p.answers[builder.target] for p in people}
+    stories = {p.record: builder.story(p) for p in people}
     return Cohort(
-        rows, found, [p.record for p in people], project.study.record_id, builder.target, groups
+        rows,
+        found,
+        [p.record for p in people],
+        project.study.record_id,
+        builder.target,
+        groups,
+        stories,
     )
 
 
@@ -309,15 +361,22 @@ def _wrong_check_digit(rng: random.Random, digits: str, weights: tuple[int, ...]
     return rng.choice([str(d) for d in range(10) if d != check])
 
 
+def synthetic_national_id(rng: random.Random, born: dt.date) -> str:
+    """An identity number of Skatteetaten's synthetic test population: the birth date with 80
+    added to the month (no real person's month), an individual number of the birth year's
+    century and both check digits valid (python-stdnum's; an individual number whose check
+    digit would be 10 has none, so another is drawn)."""
+    low = 0 if born.year < 2000 else 500  # individual numbers 000-499: the 1900s
+    while True:
+        month = born.month + SYNTHETIC_MONTH
+        digits = f"{born:%d}{month:02d}{born:%y}{rng.randrange(low, low + 500):03d}"
+        first = fodselsnummer.calc_check_digit1(digits)
+        second = fodselsnummer.calc_check_digit2(digits + first)
+        if first != "10" and second != "10":
+            return digits + first + second
+
+
 # -- the trial over time ------------------------------------------------------------------------
-
-
-@dataclass
-class _Job:
-    start: dt.date
-    end: dt.date  # may lie after today: the job goes on
-    competitive: bool
-    hours: float
 
 
 @dataclass
@@ -328,15 +387,18 @@ class _Person:
     consent: dt.date
     severity: float  # the latent level of the questionnaire answers at baseline
     visits: dict[str, dt.date] = field(default_factory=dict)  # event -> assessment date
-    jobs: list[_Job] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
     fate: str = ""  # an end_of_study status label, or "" while in follow-up
     fate_date: dt.date | None = None
     answers: dict[str, str] = field(default_factory=dict)  # the same at every assessment
 
 
 class _Builder:
-    def __init__(self, project: Project, rng: random.Random, today: dt.date) -> None:
+    def __init__(
+        self, project: Project, rng: random.Random, today: dt.date, synthetic_ids: bool
+    ) -> None:
         self.project, self.rng, self.today = project, rng, today
+        self.synthetic_ids = synthetic_ids
         self.shown: dict[tuple[object, ...], bool] = {}  # see _shown
         self.codes: dict[tuple[str, str], str] = {}  # see code
         study = project.study
@@ -478,17 +540,34 @@ class _Builder:
         if rng.random() < 0.3:
             begin = baseline - dt.timedelta(days=rng.randrange(14, RECALL_DAYS))
             self._job(person, begin, rng.random() < 0.5, 90)
-        per_year, mean_days, competitive = (0.9, 210, 0.8) if person.ips else (0.5, 110, 0.45)
+        per_year, mean_days, competitive = JOBS_AFTER_RANDOMISATION[person.ips]
         begin = person.rand + dt.timedelta(days=rng.expovariate(per_year) * 365)
         while begin < last and len(person.jobs) < 5:
             job = self._job(person, begin, rng.random() < competitive, mean_days)
             begin = job.end + dt.timedelta(days=rng.expovariate(1 / 120))
 
-    def _job(self, person: _Person, start: dt.date, competitive: bool, mean_days: int) -> _Job:
-        length = dt.timedelta(days=7 + self.rng.expovariate(1 / mean_days))
-        job = _Job(start, start + length, competitive, self.rng.choice(HOURS))
+    def _job(self, person: _Person, start: dt.date, competitive: bool, mean_days: int) -> Job:
+        rng = self.rng
+        length = dt.timedelta(days=7 + rng.expovariate(1 / mean_days))
+        occupation, styrk = rng.choice(OCCUPATIONS)
+        orgnr = f"{rng.randrange(8, 10)}{rng.randrange(10**7):07d}"
+        orgnr += _wrong_check_digit(rng, orgnr, ORG_WEIGHTS)
+        job = Job(start, start + length, competitive, rng.choice(HOURS), orgnr, occupation, styrk)
         person.jobs.append(job)
         return job
+
+    def story(self, person: _Person) -> Story:
+        return Story(
+            person.record,
+            person.ips,
+            person.rand,
+            max(person.visits.values()),
+            tuple(person.jobs),
+            person.fate,
+            person.fate_date,
+            person.answers["national_id"],
+            person.answers.get(REGISTERS_CONSENT) == "1",
+        )
 
     def _identify(self, person: _Person, group: str) -> None:
         """The answers that stay the same at every assessment: identity and background."""
@@ -496,8 +575,12 @@ class _Builder:
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         year = person.rand.year - rng.randrange(19, 62)
         born = dt.date(year, 1, 1) + dt.timedelta(days=rng.randrange(365))
-        digits = born.strftime("%d%m%y") + f"{rng.randrange(1000):03d}"
-        national_id = digits + _wrong_check_digit(rng, digits, ID_WEIGHTS) + str(rng.randrange(10))
+        if self.synthetic_ids:
+            national_id = synthetic_national_id(rng, born)
+        else:
+            digits = born.strftime("%d%m%y") + f"{rng.randrange(1000):03d}"
+            wrong = _wrong_check_digit(rng, digits, ID_WEIGHTS)
+            national_id = digits + wrong + str(rng.randrange(10))
         email = f"{first}.{last}{person.record}@example.com".lower()
         alternative = f"{rng.choice(FIRST_NAMES)} {last} (familie), {self._phone()}"
         person.answers = {
@@ -525,6 +608,8 @@ class _Builder:
             person.answers[self.sex.field] = self.sex.male if male else self.sex.female
         eligible = (i.name for i in self.items[CONSENT] if i.field.type == "yesno")
         person.answers.update(dict.fromkeys(eligible, "1"))
+        if REGISTERS_CONSENT in self.fields and rng.random() < REGISTERS_DECLINED:
+            person.answers[REGISTERS_CONSENT] = "0"
 
     def _phone(self) -> str:
         return self.rng.choice("94") + f"{self.rng.randrange(10**7):07d}"
@@ -669,7 +754,7 @@ class _Builder:
             answers["eos_death_date"] = when
         return answers
 
-    def _job_answers(self, person: _Person, job: _Job, visit: dt.date) -> dict[str, str]:
+    def _job_answers(self, person: _Person, job: Job, visit: dt.date) -> dict[str, str]:
         """One job as reported at `visit`: no end date while it goes on; a vague start date
         entered as the 1st of its month or of January."""
         rng, code = self.rng, self.code
@@ -678,8 +763,6 @@ class _Builder:
         if precision != "Day":
             start = start.replace(day=1) if precision == "Month" else start.replace(month=1, day=1)
         ended = job.end <= visit
-        occupation, styrk = rng.choice(OCCUPATIONS)
-        orgnr = f"{rng.randrange(8, 10)}{rng.randrange(10**7):07d}"
         hourly = rng.random() < 0.6
         pay = rng.randrange(175, 260) if hourly else rng.randrange(26, 46) * 1000
         found = "Yes" if person.ips and rng.random() < 0.7 else "No"
@@ -696,9 +779,9 @@ class _Builder:
             "job_end_date": job.end.isoformat() if ended else "",
             "job_ongoing": "0" if ended else "1",
             "job_employer_name": f"{rng.choice(EMPLOYERS)} {rng.choice(TRADES)} AS",
-            "job_employer_orgnr": orgnr + _wrong_check_digit(rng, orgnr, ORG_WEIGHTS),
-            "job_occupation": occupation,
-            "job_styrk": styrk,
+            "job_employer_orgnr": job.employer,
+            "job_occupation": job.occupation,
+            "job_styrk": job.styrk,
             "job_type": code("job_type", kind),
             "job_competitive": "1" if job.competitive else "0",
             "job_nav_measure": code("job_nav_measure", measure),
