@@ -281,6 +281,21 @@ def test_parquet_files_give_the_same_panel(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(from_files, in_memory)
 
 
+def test_a_later_delivery_wins_for_a_row_in_two(tmp_path: Path) -> None:
+    ongoing = rows("aa", {"serial": "L1", "arbeidsforhold_id": "a", "start": "2025-02-20"})
+    ended = rows(
+        "aa",
+        {"serial": "L1", "arbeidsforhold_id": "a", "start": "2025-02-20", "end": "2025-03-10"},
+        {"serial": "L1", "arbeidsforhold_id": "b", "start": "2025-06-01", "end": "2025-06-01"},
+    )
+    files = [tmp_path / "old.parquet", tmp_path / "new.parquet"]
+    ongoing.to_parquet(files[0])
+    ended.drop(columns=["yrkeskode"]).to_parquet(files[1])  # a column one file lacks
+    frame = panel(LAYOUTS, {"aa": files}, TRIO[:1], EVERYWHERE)
+    employed = frame[frame["employed"]]["month"].tolist()
+    assert employed == [2, 5]  # a: 20.02-10.03 (month 2) as the later delivery says; b: 01.06
+
+
 def test_columns_follow_the_layouts() -> None:
     names = [m.name for m in measures(LAYOUTS)]
     assert names[:3] == ["employed", "employed_competitive", "contracted_hours"]

@@ -288,15 +288,28 @@ FROM people p CROSS JOIN range({FIRST_MONTH}, {LAST_MONTH}) r(k)
 def _source(
     con: duckdb.DuckDBPyConnection, source: str, layout: RegisterLayout, data: Data | None
 ) -> None:
-    """The register's rows as the view `src_<source>`: a frame, Parquet files, or no rows."""
+    """The register's rows as the view `src_<source>`: a frame as it is, the rows of Parquet
+    files (deliveries, oldest first: of rows with the same `unique` key in several, the last
+    file's wins, so an overlapping later delivery's end date replaces an ongoing one; a layout
+    column no file has is NULL), or no rows."""
     view = f"src_{source}"
     if isinstance(data, pd.DataFrame):
         con.register(view, data)
     elif data:
-        files = ", ".join(_literal(str(f)) for f in data)
-        con.execute(
-            f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{files}], union_by_name = true)"
+        files = f"[{', '.join(_literal(str(f)) for f in data)}]"
+        scan = f"read_parquet({files}, union_by_name = true, filename = true)"
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+        absent = "".join(
+            f", NULL AS {_name(v.name)}" for v in layout.variables if v.name not in present
         )
+        latest = ""
+        if len(data) > 1 and layout.unique:
+            key = ", ".join(map(_name, layout.unique))
+            latest = (
+                f"QUALIFY row_number() OVER (PARTITION BY {key} "
+                f"ORDER BY list_position({files}, filename) DESC) = 1"
+            )
+        con.execute(f"CREATE VIEW {view} AS SELECT *{absent} FROM {scan} {latest}")
     else:
         empty = {v.name: pd.Series(dtype=_EMPTY.get(v.type, "string")) for v in layout.variables}
         con.register(view, pd.DataFrame(empty))
@@ -409,11 +422,7 @@ def _income(con: duckdb.DuckDBPyConnection, layouts: Mapping[str, RegisterLayout
     month = layout.column("month")
     if month is None:
         raise HektaError(f"register layout {INNTEKT} has no column with concept 'month'")
-    text = f"replace(CAST({_name(month)} AS VARCHAR), '-', '')"
-    first = (
-        f"CAST(date_trunc('month', coalesce(TRY_CAST({_name(month)} AS DATE), "
-        f"TRY_STRPTIME({text}, '%Y%m'))) AS DATE)"
-    )
+    first = f"CAST(date_trunc('month', CAST({_name(month)} AS DATE)) AS DATE)"
     rows = f"""
         SELECT {_name(layout.key)} AS lopenr, first AS s,
                CAST(first + INTERVAL 1 MONTH AS DATE) - 1 AS e,
