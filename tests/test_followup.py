@@ -300,6 +300,26 @@ def test_register_follow_ups_need_no_contact() -> None:
     assert register["next_action"] == "Enter the data" and register["next_step"] == ""
 
 
+def test_the_register_follow_up_completes_when_deliveries_cover_month_18() -> None:
+    """Randomised 15.01.2026: month 18 ends 14.07.2027, the day before the target date; the
+    study file names aa, fd_trygd and inntekt, so all three must reach it."""
+    project = load_project("hekta", LIBRARY)
+    year_end = D(2027, 12, 31)
+
+    def state(**until: dt.date | None) -> str:
+        covered = {"aa": year_end, "fd_trygd": year_end, "inntekt": year_end, **until}
+        work = worklist(project, _rows(), None, D(2027, 7, 20), "en", covered)
+        return str(work[work["event"] == "register_18m_arm_1"].iloc[0]["state"])
+
+    assert state() == "completed"
+    assert state(inntekt=D(2027, 7, 14)) == "completed"
+    assert state(inntekt=D(2027, 7, 13)) == "overdue"  # a day short of month 18
+    assert state(fd_trygd=None) == "overdue"  # nothing imported from FD-Trygd yet
+    assert state(kpr=None) == "completed"  # a register the follow-up does not name
+    before = worklist(project, _rows(), None, D(2027, 7, 20), "en")  # no coverage given
+    assert before[before["event"] == "register_18m_arm_1"].iloc[0]["state"] == "overdue"
+
+
 def test_every_state_has_a_code_and_label_in_the_tracking_form() -> None:
     labels = state_labels(load_project("hekta", LIBRARY), "nb")
     assert set(labels) == set(STATES)

@@ -470,11 +470,19 @@ CASES = [
     ),
     Case(
         "completion-form",
-        [(STUDY, "complete: [employment]", "complete: [phq9]")],
+        [(STUDY, "registers: [aa, fd_trygd, inntekt]", "complete: [phq9]")],
         "schedule",
         "completion form 'phq9' is not collected at 'register_18m_arm_1'",
         file=STUDY,
         anchor="complete: [phq9]",
+    ),
+    Case(
+        "register-source",
+        [(STUDY, "registers: [aa, fd_trygd, inntekt]", "registers: [aa, fd_trygd, skatt]")],
+        "schedule",
+        "register 'skatt' has no layout under",
+        file=STUDY,
+        anchor="registers: [aa, fd_trygd, skatt]",
     ),
     Case(
         "tracking-field",

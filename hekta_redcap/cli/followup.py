@@ -55,6 +55,7 @@ def followups_command(
     from hekta_redcap.followup.outbox import Outbox
     from hekta_redcap.followup.schedule import policy_of, worklist
     from hekta_redcap.followup.sendtime import SendCalendar
+    from hekta_redcap.registers.outcomes import coverage
 
     loaded = load(project, root, overlay_dir)
     day = as_of.date() if as_of else SendCalendar.from_policy(policy_of(loaded)).day(moment(None))
@@ -62,7 +63,8 @@ def followups_command(
         rows = store.raw_rows(project)
         if not rows:
             raise HektaError(f"the store holds no records of {project}: run `hekta-redcap sync`")
-        work = worklist(loaded, rows, Outbox(store, project).history(), day, lang)
+        history = Outbox(store, project).history()
+        work = worklist(loaded, rows, history, day, lang, coverage(ctx.obj, loaded))
         notes = lists.notices(loaded, store.project_info(project), lang)
     click.echo(lists.table(loaded, work, lang, day, everything=show_all, notes=notes))
     if csv_file:

@@ -65,7 +65,11 @@ class Offset(Node):
 
 class Followup(Node):
     """A follow-up event's window. `complete` lists the forms that make it complete (all of
-    them complete, or their survey submitted); empty means the event's surveys."""
+    them complete, or their survey submitted); empty means the event's surveys, unless
+    `registers` names register sources (instruments/registers/): then the follow-up is complete
+    once each source's imported deliveries cover the participant's months up to the target
+    date (its day before, the end of month 18 for an 18-month target), and the forms listed
+    too."""
 
     event: str
     target: Offset
@@ -73,6 +77,7 @@ class Followup(Node):
     close: Offset = Offset()
     contact: bool = True
     complete: list[str] = []
+    registers: list[str] = []
 
 
 class Tracking(Node):

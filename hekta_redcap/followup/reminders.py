@@ -53,6 +53,7 @@ from hekta_redcap.followup.sendtime import SendCalendar
 from hekta_redcap.followup.tracking import desired, write_back
 from hekta_redcap.followup.worklist import notices
 from hekta_redcap.gateway import EXPORT, Gateway
+from hekta_redcap.registers.outcomes import coverage
 
 logger = logging.getLogger("hekta_redcap.followup.reminders")
 
@@ -303,7 +304,8 @@ def remind(
     policy = policy_of(project)
     calendar = SendCalendar.from_policy(policy)
     box = Outbox(store, project.name)
-    work = worklist(project, rows, box.history(), calendar.day(now), policy.language)
+    day, covered = calendar.day(now), coverage(settings, project)  # register follow-ups
+    work = worklist(project, rows, box.history(), day, policy.language, covered)
     if dry_run is None:
         try:
             written = write_back(api, project, desired(project, work, calendar.zone))

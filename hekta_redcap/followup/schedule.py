@@ -9,6 +9,8 @@ after. All arithmetic is on dates, so daylight-saving changes cannot move a wind
 States, checked in this order (the first that holds wins):
 
 - `completed`: the follow-up's forms are complete (`_complete` = 2 or the survey submitted);
+  a register follow-up (`registers:`) once the imported deliveries of those registers cover the
+  participant's months up to the target date;
 - `stopped`: a stop rule of the reminder policy holds (withdrawn, lost, deceased,
   do-not-contact ...);
 - `not_due`: before the window opens;
@@ -214,9 +216,45 @@ def latest_values(project: Project, rows: pd.DataFrame, fields: list[str]) -> pd
     return latest
 
 
-def completed(project: Project, rows: pd.DataFrame, followup: Followup) -> pd.Index:
+def completed(
+    project: Project,
+    rows: pd.DataFrame,
+    followup: Followup,
+    coverage: Mapping[str, dt.date | None] | None = None,
+) -> pd.Index:
     """The records whose follow-up forms are all complete at the follow-up's event (status
-    complete, or the survey submitted)."""
+    complete, or the survey submitted). A follow-up naming `registers` needs those registers'
+    deliveries to cover the participant's months up to its target date (`coverage`: the last
+    day each register's deliveries cover, as `registers.outcomes.coverage` reads it), and only
+    the forms it lists."""
+    if followup.registers:
+        covered = covered_records(project, rows, followup, coverage or {})
+        if not followup.complete:
+            return covered
+        return covered.intersection(_forms_complete(project, rows, followup), sort=False)
+    return _forms_complete(project, rows, followup)
+
+
+def covered_records(
+    project: Project,
+    rows: pd.DataFrame,
+    followup: Followup,
+    coverage: Mapping[str, dt.date | None],
+) -> pd.Index:
+    """The records whose months up to the follow-up's target date (the last is the day before
+    it: months 1..18 end the day before randomisation + 18 months) every register the
+    follow-up names covers."""
+    ends = [coverage.get(source) for source in followup.registers]
+    if any(end is None for end in ends):
+        return pd.Index([], dtype=object)
+    until = min(end for end in ends if end is not None)
+    anchors = anchor_dates(project, rows)
+    anchors = anchors[~anchors.index.duplicated()]
+    last = pd.to_datetime(shift(anchors, followup.target)) - pd.Timedelta(days=1)
+    return pd.Index(anchors.index[(last <= pd.Timestamp(until)).to_numpy()].astype(str))
+
+
+def _forms_complete(project: Project, rows: pd.DataFrame, followup: Followup) -> pd.Index:
     record_id = project.study.record_id
     forms = followup.complete or [
         u.form for u in project.study.instruments if u.survey and followup.event in u.events
@@ -294,9 +332,12 @@ def worklist(
     history: pd.DataFrame | None,
     as_of: dt.date,
     language: str = "nb",
+    coverage: Mapping[str, dt.date | None] | None = None,
 ) -> pd.DataFrame:
     """Every randomised participant's follow-ups with state and next action on `as_of` (a
-    local date). `history` is the outbox (columns HISTORY, `at` the aware time of the send)."""
+    local date). `history` is the outbox (columns HISTORY, `at` the aware time of the send);
+    `coverage` the last day each register's deliveries cover (register follow-ups complete
+    by it; none given: none complete)."""
     policy = policy_of(project)
     frame = frame_of(rows, project, narrow=True)
     record_id = project.study.record_id
@@ -308,7 +349,7 @@ def worklist(
     reasons = stop_reasons(policy, latest).to_dict()
     dags = _dags(frame, record_id)
     rules = {f.event: f for f in _rules(project).followups}
-    done = {event: set(completed(project, frame, f)) for event, f in rules.items()}
+    done = {event: set(completed(project, frame, f, coverage)) for event, f in rules.items()}
     taken = _taken(history if history is not None else empty_history(), policy)
     values = latest.to_dict("index")
     contacts = {r: contact_of(policy, v) for r, v in values.items()}  # once per participant

@@ -9,6 +9,7 @@ from hekta_redcap.compile.checks import DictionaryContext
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.findings import Report
 from hekta_redcap.definitions.model import LANGUAGES, Node
+from hekta_redcap.definitions.registers import REGISTERS_DIR
 from hekta_redcap.definitions.study import (
     Project,
 )
@@ -19,12 +20,14 @@ from hekta_redcap.redcap import logic
 
 
 def _schedule(report: Report, project: Project, ctx: DictionaryContext) -> None:
-    """The anchor date field and follow-up events exist and fit together."""
+    """The anchor date field, follow-up events, completion forms and registers exist and fit
+    together."""
     study, schedule = project.study, project.study.schedule
     if schedule is None:
         return
     fields = project.field_map()
     events = {e.unique_name for e in study.events}
+    sources = sorted(f.stem for f in (project.root / REGISTERS_DIR).glob("*.yaml"))
     anchor = fields.get(schedule.anchor_field)
     if anchor is None:
         report.error(
@@ -65,6 +68,14 @@ def _schedule(report: Report, project: Project, ctx: DictionaryContext) -> None:
                     "schedule",
                     f"completion form '{form}' is not collected at '{followup.event}'",
                     schedule.origin("followups", i, "complete"),
+                )
+        for n, source in enumerate(followup.registers):
+            if source not in sources:
+                report.error(
+                    "schedule",
+                    f"register '{source}' has no layout under "
+                    f"{project.root / REGISTERS_DIR} (registers: {', '.join(sources) or 'none'})",
+                    schedule.origin("followups", i, "registers", n),
                 )
 
 

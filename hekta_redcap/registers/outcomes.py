@@ -74,8 +74,11 @@ import pandas as pd
 
 from hekta_redcap import LANGUAGES
 from hekta_redcap.core.errors import HektaError
+from hekta_redcap.core.settings import Settings
 from hekta_redcap.core.texts import catalog
 from hekta_redcap.definitions.registers import RegisterLayout
+from hekta_redcap.definitions.study import Project
+from hekta_redcap.registers.store import RegisterStore
 
 logger = logging.getLogger("hekta_redcap.registers.outcomes")
 
@@ -181,6 +184,15 @@ def codes(layout: RegisterLayout, concept: str) -> dict[str, Text]:
         c.code: {lang: c.label.get(lang) or c.code for lang in LANGUAGES}
         for c in layout.variable(column).codes
     }
+
+
+def coverage(settings: Settings, project: Project) -> dict[str, dt.date | None]:
+    """The last day each register's active deliveries cover, by source (none before the first
+    import: asking does not create the store)."""
+    if not settings.register_dir.is_dir():
+        return {}
+    store = RegisterStore.open(settings, project.root)
+    return {source: store.covered_until(source) for source in store.layouts}
 
 
 # -- the panel ----------------------------------------------------------------------------------
