@@ -11,7 +11,9 @@ Rules in families, each a small function:
   text, choice sets, scoring specifications;
 - study rules check the project: its design (`lint.design`: events, mappings, repeating setup,
   codes), its follow-up and reminders (`lint.followup`), and validation's settings
-  (`lint.data_quality`), and its randomization (`lint.randomization`).
+  (`lint.data_quality`), and its randomization (`lint.randomization`);
+- register rules (`lint.registers`) check the register layouts under `registers/`, once per
+  definitions directory, since every project shares them.
 
 Each finding names the file and line it is about. Errors make `hekta-redcap lint` exit 1;
 warnings do not.
@@ -42,6 +44,7 @@ from hekta_redcap.lint.definitions import DEFINITION_RULES
 from hekta_redcap.lint.design import DESIGN_RULES
 from hekta_redcap.lint.followup import FOLLOWUP_RULES
 from hekta_redcap.lint.randomization import RANDOMIZATION_RULES
+from hekta_redcap.lint.registers import lint_layouts
 
 __all__ = ["Finding", "lint_all", "lint_project", "project_context"]
 RULES = [
@@ -85,7 +88,8 @@ def _order(f: Finding) -> tuple[str, int, str, str, str]:
 def lint_all(
     root: Path | None = None, projects: Iterable[str] | None = None, overlay_dir: Path | None = None
 ) -> list[Finding]:
-    """Lint the named projects (default: every study file) and flag unused instrument files.
+    """Lint the named projects (default: every study file), the register layouts, and flag
+    unused instrument files.
 
     A file that cannot be loaded becomes an error finding instead of stopping the run.
     """
@@ -106,4 +110,4 @@ def lint_all(
             if file.stem not in used:
                 message = f"form '{file.stem}' is not used by any study"
                 findings.append(Finding(Origin(file), "warning", "unused", message))
-    return findings
+    return findings + lint_layouts(root)
