@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import click
@@ -76,7 +77,7 @@ def import_command(
     file: Path,
     key_file: Path | None,
     period: str | None,
-    delivered: click.DateTime | None,
+    delivered: dt.datetime | None,
     root: Path,
     overlay_dir: Path | None,
 ) -> None:
