@@ -429,10 +429,17 @@ class _Reader:
         self.exact = lines == 1 + rows + len(self.malformed)
 
     def line_of(self, con: duckdb.DuckDBPyConnection, row: str) -> str:
-        """SQL for the line (or row) of a row id: arithmetic when every record is one line,
-        else looked up in `_lines`, counted once by Python's CSV reader."""
-        if self.exact:
+        """SQL for the line (or row) of a row id: arithmetic when every record is one line
+        (counting the malformed lines DuckDB skipped before it), else looked up in `_lines`,
+        counted once by Python's CSV reader."""
+        if self.exact and not self.malformed:
             return f"({row} + {self.offset})"
+        if self.exact:
+            if "_skipped" not in _tables(con):
+                # the i-th malformed line (0-based) comes before row id line - i - offset
+                slots = [p.line - i - self.offset for i, p in enumerate(self.malformed)]
+                con.register("_skipped", _column_table("slot", slots))
+            return f"({row} + {self.offset} + (SELECT count(*) FROM _skipped WHERE slot <= {row}))"
         if "_lines" not in _tables(con):
             con.register("_lines", self._record_lines())
         return f"(SELECT line FROM _lines WHERE _row = {row})"
@@ -454,6 +461,12 @@ class _Reader:
                 if record and start not in skipped:
                     starts.append(start)
         return pa.table({"_row": range(len(starts)), "line": starts})
+
+
+def _column_table(name: str, values: list[int]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.table({name: pa.array(values, pa.int64())})
 
 
 def _fields(header: str, delimiter: str) -> list[str]:
@@ -482,7 +495,10 @@ def _match(
     missing = [v.name for v in layout.variables if v.required and v.name.lower() not in position]
     if missing:
         shown = ", ".join(f"'{m}'" for m in missing)
-        raise HektaError(f"required column {shown} is missing", where)
+        many = len(missing) > 1
+        raise HektaError(
+            f"required column{'s' if many else ''} {shown} {'are' if many else 'is'} missing", where
+        )
     notes = [
         f"column '{v.name}' is not in the file: left blank"
         for v in layout.variables

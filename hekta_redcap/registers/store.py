@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 CATALOG = "deliveries.json"
 CATALOG_FORMAT = 1
 SCRATCH_PREFIX = ".import-"
+CATALOG_TEMPORARY = ".deliveries-"
 REJECTS_SUFFIX = ".rejects.csv"
 DELIVERY_COLUMN = "delivery_id"
 Status = Literal["active", "superseded"]
@@ -243,6 +244,8 @@ class RegisterStore:
         """Remove what a killed write left: scratch folders and files not in the catalog."""
         for scratch in self.directory.glob(SCRATCH_PREFIX + "*"):
             shutil.rmtree(scratch, ignore_errors=True)
+        for temporary in self.directory.glob(CATALOG_TEMPORARY + "*"):
+            temporary.unlink()
         recorded = {
             p for d in self.deliveries() for p in (self.parquet_file(d), self.rejects_file(d))
         }
@@ -288,7 +291,7 @@ class RegisterStore:
 
     def _write_catalog(self, deliveries: list[Delivery]) -> None:
         document = {"format": CATALOG_FORMAT, "deliveries": [d.to_json() for d in deliveries]}
-        handle, name = tempfile.mkstemp(prefix=".deliveries-", dir=self.directory)
+        handle, name = tempfile.mkstemp(prefix=CATALOG_TEMPORARY, dir=self.directory)
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(document, out, indent=1, ensure_ascii=False)
