@@ -18,6 +18,7 @@ from conftest import LIBRARY
 
 from hekta_redcap import __version__
 from hekta_redcap.analysis.export import (
+    Format,
     Pseudonyms,
     Table,
     assessment_date,
@@ -28,10 +29,15 @@ from hekta_redcap.analysis.export import (
     write_manifest,
     write_tables,
 )
+from hekta_redcap.analysis.export.registers import register_export
 from hekta_redcap.analysis.outcomes import OUTCOME_COLUMNS, employment_outcomes
 from hekta_redcap.core.errors import HektaError
+from hekta_redcap.definitions.registers import load_layouts
 from hekta_redcap.definitions.study import Event, Project, load_project
 from hekta_redcap.devtools.cohort import generate
+from hekta_redcap.registers.outcomes import Registered
+from hekta_redcap.registers.outcomes import endpoints as register_endpoints
+from hekta_redcap.registers.outcomes import panel as register_panel
 
 TODAY = dt.date(2026, 6, 1)
 BASE, SIX = "baseline_arm_1", "followup_6m_arm_1"
@@ -518,3 +524,60 @@ def test_the_reminder_services_rows_and_free_text_stay_out(
     assert notes and not set(notes) & set(table.columns)
     everything = build_tables(project, tracked, "long", identifiers=True)[0].frame
     assert set(notes) - {"fu_nurse_notes"} <= set(everything.columns)
+
+
+# -- register tables ------------------------------------------------------------------------------
+
+
+def _registered() -> Registered:
+    """Two participants' register tables from a hand-made AA delivery: record 1 employed in
+    months 2 and 3, record 2 not linked."""
+    layouts = load_layouts(LIBRARY)
+    aa = pd.DataFrame(
+        {
+            "lopenr": ["10000001"],
+            "arbeidsforhold_id": ["a"],
+            "startdato": pd.to_datetime(["2025-02-20"]),
+            "sluttdato": pd.to_datetime(["2025-04-01"]),
+            "avtalte_timer": [20.0],
+        }
+    )
+    people = pd.DataFrame(
+        {
+            "record_id": ["1", "2"],
+            "lopenr": ["10000001", None],
+            "rand_date": [dt.date(2025, 1, 15)] * 2,
+            "arm": ["1", "2"],
+        }
+    )
+    covered = dict.fromkeys(layouts, dt.date(2027, 12, 31))
+    months = register_panel(layouts, {"aa": aa}, people, covered)
+    ends = register_endpoints(months, [18])
+    deliveries = {source: ["d1"] for source in layouts}
+    return Registered(months, ends, [18], layouts, covered, deliveries)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "sav", "dta", "xlsx"])
+def test_register_tables_in_every_format(project: Project, tmp_path: Path, fmt: Format) -> None:
+    pseudonyms = Pseudonyms.load_or_create(tmp_path / "key.json")
+    tables = register_export(project, _registered(), "en", pseudonyms)
+    assert [t.name for t in tables] == ["register_panel", "register_outcomes"]
+    panel, outcomes = tables
+    assert panel.labels["record_id"] == "The participant's pseudonym"
+    assert panel.labels["benefit_AAP"] == "Work assessment allowance in the month"
+    assert panel.value_labels["arm"] == {
+        "1": "IPS (Individual Placement and Support)",
+        "2": "Self-help package and course",
+    }
+    assert panel.dates == {"month_start", "month_end"}
+    assert "lopenr" not in panel.frame and "lopenr" not in outcomes.frame
+    mine = pseudonyms.known["1"]
+    first = outcomes.frame[outcomes.frame["record_id"] == mine].iloc[0]
+    assert (first["months_employed"], first["contracted_hours"]) == (2, pytest.approx(
+        (20 * 23 / 28 + 20 * 18 / 31) / 18))  # fmt: skip
+    files = write_tables(tables, fmt, tmp_path / fmt)
+    assert {f.name for f in files} >= {f"register_panel.{fmt}", f"register_outcomes.{fmt}"}
+    if fmt == "parquet":
+        back = pd.read_parquet(tmp_path / fmt / "register_panel.parquet")
+        assert back["month"].tolist()[:25] == [*range(-24, 0), 1]
+        assert back["month_start"].iloc[24] == dt.date(2025, 1, 15)

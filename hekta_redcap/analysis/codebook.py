@@ -3,10 +3,11 @@ counts observed per event in a flat export.
 
 Nothing here repeats a field, a choice list or a rule: labels, types, codes, events, identifier
 flags and scoring rules come from the instrument and study files, the score column names from the
-scoring engine itself, and the employment outcomes' definitions from `outcomes`. The rows only
-add counts: per variable and event, how many rows hold a value, how many are blank and how many
-hold each of the study's missing data codes (and, except for identifiers, how many hold each
-code). An identifier's values never reach the codebook; its counts do.
+scoring engine itself, the employment outcomes' definitions from `outcomes`, and the register
+tables' columns, labels and codes from the register layouts (`registers.outcomes.measures`).
+The rows only add counts: per variable and event, how many rows hold a value, how many are
+blank and how many hold each of the study's missing data codes (and, except for identifiers,
+how many hold each code). An identifier's values never reach the codebook; its counts do.
 
     >>> project = load_project("hekta")
     >>> codebook = build_codebook(project, generate(project, 100, seed=2).rows, language="en")
@@ -26,14 +27,17 @@ import pandas as pd
 
 from hekta_redcap.analysis import outcomes
 from hekta_redcap.analysis.export.deid import exported_forms, kept_fields
+from hekta_redcap.analysis.export.registers import OUTCOMES, PANEL
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.texts import catalog, in_language
 from hekta_redcap.definitions import scoring
 from hekta_redcap.definitions.instruments import Derived, Field, Instrument, Score
 from hekta_redcap.definitions.model import LANGUAGES, Text
 from hekta_redcap.definitions.study import Project
+from hekta_redcap.randomization.design import design_of
 from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.redcap.names import EVENT, REPEAT_INSTANCE, REPEAT_INSTRUMENT
+from hekta_redcap.registers import outcomes as linked
 
 LONG_COLUMNS = ("rand_group", "days_since_randomization")
 """Columns the long export adds to every row (their definitions are in codebook.yaml)."""
@@ -58,6 +62,19 @@ _VALIDATION_TYPES = (
 _COMPANIONS = ("n_answered", "prorated", "incomplete")
 # The employment outcomes' column types, by pandas dtype.
 _DTYPE_TYPES = {"string": "text", "boolean": "boolean", "Int64": "integer", "Float64": "number"}
+# The register tables' column types: their fixed columns', then by the kind of measure.
+_REGISTER_TYPES = {
+    linked.MONTH: "integer",
+    linked.MONTH_START: "date",
+    linked.MONTH_END: "date",
+    linked.COVERED: "boolean",
+    linked.HORIZON: "integer",
+    linked.COMPLETE: "boolean",
+    "flag": "boolean",
+    "count": "integer",
+    "amount": "number",
+    "hours": "number",
+}
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,16 @@ class Section:
 
 
 @dataclass(frozen=True)
+class RegisterTable:
+    """A register table of the export: what one row is, and its columns."""
+
+    name: str
+    label: str
+    note: str
+    variables: tuple[Variable, ...]
+
+
+@dataclass(frozen=True)
 class Codebook:
     """Everything the templates show, already in `language`."""
 
@@ -133,14 +160,18 @@ class Codebook:
     sections: tuple[Section, ...]
     outcomes: tuple[Variable, ...]
     long_columns: tuple[Variable, ...]
+    registers: tuple[RegisterTable, ...] = ()
 
 
 def build_codebook(
-    project: Project, rows: pd.DataFrame | list[dict], language: str = "nb"
+    project: Project,
+    rows: pd.DataFrame | list[dict],
+    language: str = "nb",
+    registered: linked.Registered | None = None,
 ) -> Codebook:
     """The codebook of `project` in `language` (nb or en), with counts from `rows`, a flat
     export as REDCap gives it: text, blank as "" or NA, checkboxes as `field___code` columns;
-    a column left out is blank throughout."""
+    a column left out is blank throughout. With `registered`, the register tables too."""
     if language not in LANGUAGES:
         raise HektaError(f"codebook language must be one of {', '.join(LANGUAGES)}: '{language}'")
     words = in_language(_TEXTS, language, "words")
@@ -159,6 +190,7 @@ def build_codebook(
         sections=tuple(builder.section(form) for form in project.forms),
         outcomes=builder.outcomes(),
         long_columns=builder.long_columns(),
+        registers=builder.register_tables(registered) if registered is not None else (),
     )
 
 
@@ -586,6 +618,54 @@ class _Builder:
                 events=every,
             ),
         )
+
+    def register_tables(self, registered: linked.Registered) -> tuple[RegisterTable, ...]:
+        """`register_panel` and `register_outcomes`: the keys, the fixed columns and each
+        measure with the registers it reads and, for a code's column, the code."""
+        w, language = self.words, self.language
+        target = design_of(self.project).target
+        instrument, field = self.project.field_map()[target]
+        record = self.project.field_map()[self.project.study.record_id]
+        record_label = w["record_id_key"].format(label=record[0].label_of(record[1], language))
+        horizons = ", ".join(map(str, registered.horizons))
+        found = []
+        for name, table, rows in (
+            (PANEL, "panel", "per_month"),
+            (OUTCOMES, "outcomes", "per_horizon"),
+        ):
+            every = (Code("", w[rows]),)
+            columns = [
+                Variable(linked.RECORD, record_label, self.type_name("text"), events=every),
+                Variable(
+                    linked.ARM,
+                    w["rand_group"].format(field=target),
+                    self.type_name("radio"),
+                    codes=self.codes(instrument, field),
+                    events=every,
+                ),
+            ]
+            columns += [
+                Variable(
+                    column, label[language], self.type_name(_REGISTER_TYPES[column]), events=every
+                )
+                for column, label in linked.fixed_labels(table).items()
+            ]
+            for measure in linked.measures(registered.layouts, table):
+                details = [Detail(w["registers"], ", ".join(measure.sources))]
+                if measure.code:
+                    details.append(Detail(w["from"], measure.code, code=True))
+                columns.append(
+                    Variable(
+                        measure.name,
+                        measure.label[language],
+                        self.type_name(_REGISTER_TYPES[measure.kind]),
+                        details=tuple(details),
+                        events=every,
+                    )
+                )
+            note = w[f"{name}_note"].format(horizons=horizons)
+            found.append(RegisterTable(name, w[name], note, tuple(columns)))
+        return tuple(found)
 
     def group_codes(self) -> tuple[Code, ...]:
         instrument, field = self.project.field_map()[outcomes.GROUP]

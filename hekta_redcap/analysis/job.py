@@ -1,16 +1,20 @@
 """`hekta-redcap export`: one export folder an analysis can cite, from the local store.
 
-The folder holds the shape's tables in the chosen format (and `employment_outcomes`), the
-codebook (HTML and Markdown), the CONSORT flow and retention report (`flow/`) and
-`manifest.json` with the checksum of every file. Data come from the store the daemon keeps, so
-the export is as of the last sync (named in the manifest).
+The folder holds the shape's tables in the chosen format (and `employment_outcomes`; once a
+register delivery has been imported, `register_panel` and `register_outcomes` at the horizons
+asked for), the codebook (HTML and Markdown), the CONSORT flow and retention report (`flow/`)
+and `manifest.json` with the checksum of every file. Data come from the store the daemon keeps
+and the register store, so the export is as of the last sync and the deliveries imported (both
+named in the manifest).
 
-    >>> files = run_export(settings, project, "long", "dta", Path("out/export"), language="en")
+    >>> files = run_export(settings, project, "long", "dta", Path("out/export"), language="en",
+    ...                    months=[18, 60, 120])
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +24,12 @@ from hekta_redcap.analysis.export.deid import Pseudonyms
 from hekta_redcap.analysis.export.formats import Format, write_tables
 from hekta_redcap.analysis.export.frames import Language, Shape, build_tables
 from hekta_redcap.analysis.export.manifest import write_manifest
+from hekta_redcap.analysis.export.registers import register_export
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.study import Project
+from hekta_redcap.registers.outcomes import Registered, register_tables
 
 FLOW_DIR = "flow"
 
@@ -35,6 +41,7 @@ class Exported:
     codebook: tuple[Path, Path]
     flow: list[Path]
     manifest: Path
+    registers: str = ""  # what the register tables hold ("" without them)
 
     def summary(self) -> list[str]:
         return [
@@ -42,6 +49,7 @@ class Exported:
             f"data files: {', '.join(str(p) for p in self.data)}",
             f"codebook: {self.codebook[0]} and {self.codebook[1].name}",
             f"flow report: {self.flow[0].parent}/ ({', '.join(p.name for p in self.flow)})",
+            *([f"register tables: {self.registers}"] if self.registers else []),
             f"manifest: {self.manifest}",
         ]
 
@@ -57,18 +65,23 @@ def run_export(
     identifiers: bool = False,
     key_file: Path | None = None,
     as_of: dt.date | None = None,
+    months: Sequence[int] = (18,),
 ) -> Exported:
-    """Write the export folder; `key_file` (outside `directory`) turns on pseudonyms."""
+    """Write the export folder; `key_file` (outside `directory`) turns on pseudonyms, `months`
+    are the register outcomes' horizons."""
     with Store.open(settings) as store:
         rows = store.raw_rows(project.name)
         cursor = store.cursor(project.name)
     if not rows:
         raise HektaError(f"the store holds no records of {project.name}: run `hekta-redcap sync`")
+    registered = register_tables(settings, project, months, rows)
     pseudonyms = Pseudonyms.load_or_create(key_file, export_dir=directory) if key_file else None
     directory.mkdir(parents=True, exist_ok=True)
     tables = build_tables(project, rows, shape, language, identifiers, pseudonyms)
+    if registered is not None:
+        tables += register_export(project, registered, language, pseudonyms)
     data = write_tables(tables, fmt, directory)
-    codebook = write_codebook(build_codebook(project, rows, language), directory)
+    codebook = write_codebook(build_codebook(project, rows, language, registered), directory)
     report = write_flow(
         flow(project, rows, as_of or dt.date.today(), language), directory / FLOW_DIR
     )
@@ -83,6 +96,19 @@ def run_export(
         identifiers=identifiers,
         pseudonymised=pseudonyms is not None,
         last_sync=cursor[0] if cursor else None,
+        registered=registered,
     )
     names = [f"{t.name} ({len(t.frame)} rows)" for t in tables]
-    return Exported(names, data, codebook, report, manifest)
+    return Exported(names, data, codebook, report, manifest, _registers(registered))
+
+
+def _registers(registered: Registered | None) -> str:
+    """The horizons and how far each register's deliveries reach."""
+    if registered is None:
+        return ""
+    reach = ", ".join(
+        f"{source} to {until.isoformat() if until else 'none'}"
+        for source, until in registered.covered_until.items()
+    )
+    horizons = ", ".join(map(str, registered.horizons))
+    return f"outcomes at {horizons} months; deliveries cover {reach}"

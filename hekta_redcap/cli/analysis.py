@@ -60,6 +60,14 @@ from hekta_redcap.cli.common import (
     type=click.DateTime(formats=["%Y-%m-%d"]),
     help="The day the flow report counts follow-ups due by (default: today).",
 )
+@click.option(
+    "--months",
+    default="18",
+    show_default=True,
+    callback=lambda _ctx, _param, value: _horizons(value),
+    help="The register outcomes' horizons, months from randomisation, comma-separated "
+    "(e.g. 18,60,120); used once a register delivery has been imported.",
+)
 @lang_option
 @definition_options
 @click.pass_context
@@ -72,12 +80,14 @@ def export_command(
     key_file: Path | None,
     include_identifiers: bool,
     as_of: dt.datetime | None,
+    months: list[int],
     lang: Language,
     root: Path,
     overlay_dir: Path | None,
 ) -> None:
-    """Typed, labelled, scored and de-identified tables from the local store, with the
-    codebook, the CONSORT flow and retention report and a manifest (docs/exports.md)."""
+    """Typed, labelled, scored and de-identified tables from the local store (and from the
+    register store once deliveries are imported), with the codebook, the CONSORT flow and
+    retention report and a manifest (docs/exports.md, docs/registers.md)."""
     from hekta_redcap.analysis.job import run_export
 
     exported = run_export(
@@ -90,8 +100,19 @@ def export_command(
         identifiers=include_identifiers,
         key_file=key_file,
         as_of=as_of.date() if as_of else None,
+        months=months,
     )
     for line in exported.summary():
         click.echo(line)
     if include_identifiers:
         click.echo("This export holds identifying data: keep it where the study's key is kept.")
+
+
+def _horizons(value: str) -> list[int]:
+    """`--months 18,60,120` as numbers (their range is the export's to check)."""
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"expected whole months separated by commas, not {value!r}"
+        ) from None

@@ -67,7 +67,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import duckdb
 import pandas as pd
@@ -76,8 +76,12 @@ from hekta_redcap import LANGUAGES
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.core.texts import catalog
+from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.registers import RegisterLayout
 from hekta_redcap.definitions.study import Project
+from hekta_redcap.randomization.design import design_of
+from hekta_redcap.redcap.names import EVENT
+from hekta_redcap.registers.linkage import read_key
 from hekta_redcap.registers.store import RegisterStore
 
 logger = logging.getLogger("hekta_redcap.registers.outcomes")
@@ -121,26 +125,33 @@ _ENDPOINTS: dict[str, tuple[tuple[str, Kind], ...]] = {
 @dataclass(frozen=True)
 class Measure:
     """A column of the panel or the endpoints: what it holds, the registers it reads (missing
-    where one of them does not cover the month) and its label in each language."""
+    where one of them does not cover the month), its label in each language and, for a code's
+    column, the layout's column and code it counts (`fd_trygd.ytelse = AAP`)."""
 
     name: str
     kind: Kind
     sources: tuple[str, ...]
     label: Text
+    code: str = ""
 
 
 def measures(layouts: Mapping[str, RegisterLayout], table: Table = "panel") -> list[Measure]:
     """The outcome columns of the panel or the endpoints for these layouts, in table order."""
     found: list[Measure] = []
 
-    def add(name: str, kind: Kind, sources: tuple[str, ...], text: str, **fill: Text) -> None:
+    def add(
+        name: str, kind: Kind, sources: tuple[str, ...], text: str, code: str = "", **fill: Text
+    ) -> None:
         if table == "outcomes" and name in _ENDPOINTS:
             for column, summary in _ENDPOINTS[name]:
                 found.append(Measure(column, summary, sources, _label(table, column, {})))
             return
         if table == "outcomes" and kind == "flag":
             kind = "count"  # months with the flag
-        found.append(Measure(name, kind, sources, _label(table, text, fill)))
+        found.append(Measure(name, kind, sources, _label(table, text, fill), code))
+
+    def coded(layout: RegisterLayout, concept: str, code: str) -> str:
+        return f"{layout.source}.{layout.column(concept)} = {code}"
 
     if AA in layouts:
         add(EMPLOYED, "flag", (AA,), EMPLOYED)
@@ -149,17 +160,21 @@ def measures(layouts: Mapping[str, RegisterLayout], table: Table = "panel") -> l
         add(HOURS, "hours", (AA,), HOURS)
     if INNTEKT in layouts:
         for code, label in codes(layouts[INNTEKT], "income_type").items():
-            add(f"income_{code}", "amount", (INNTEKT,), "income", label=label)
+            origin = coded(layouts[INNTEKT], "income_type", code)
+            add(f"income_{code}", "amount", (INNTEKT,), "income", origin, label=label)
         add("income_total", "amount", (INNTEKT,), "income_total")
     if FD_TRYGD in layouts:
         for code, label in codes(layouts[FD_TRYGD], "benefit_type").items():
-            add(f"benefit_{code}", "flag", (FD_TRYGD,), "benefit", label=label)
+            origin = coded(layouts[FD_TRYGD], "benefit_type", code)
+            add(f"benefit_{code}", "flag", (FD_TRYGD,), "benefit", origin, label=label)
     for source, concept in COUNTED.items():
         if source in layouts:
             layout = layouts[source]
             register = {lang: layout.label.get(lang) or source for lang in LANGUAGES}
             for code, label in codes(layout, concept).items():
-                add(f"{source}_{code}", "count", (source,), "count", source=register, label=label)
+                origin = coded(layout, concept, code)
+                add(f"{source}_{code}", "count", (source,), "count", origin, source=register,
+                    label=label)  # fmt: skip
             add(f"{source}_{layout.unit}s", "count", (source,), "count_total", source=register)
     return found
 
@@ -184,6 +199,86 @@ def codes(layout: RegisterLayout, concept: str) -> dict[str, Text]:
         c.code: {lang: c.label.get(lang) or c.code for lang in LANGUAGES}
         for c in layout.variable(column).codes
     }
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What the analyst export carries from the registers: the panel and the endpoints, the
+    layouts they follow, the horizons, and what they were read from (each register's coverage
+    and the ids of its active deliveries, so that an analysis can cite them)."""
+
+    panel: pd.DataFrame
+    endpoints: pd.DataFrame
+    horizons: list[int]
+    layouts: dict[str, RegisterLayout]
+    covered_until: dict[str, dt.date | None]
+    deliveries: dict[str, list[str]]
+
+
+def register_tables(
+    settings: Settings,
+    project: Project,
+    months: Sequence[int] = (18,),
+    rows: pd.DataFrame | Sequence[Mapping[str, Any]] | None = None,
+) -> Registered | None:
+    """The panel and the endpoints at `months` of every randomised participant, from the
+    register store, the linkage key and the synced trial data (`rows`: a flat export as text,
+    by default the sync store's); None before any delivery has been imported."""
+    horizons = check_horizons(months)
+    if not settings.register_dir.is_dir():
+        return None
+    store = RegisterStore.open(settings, project.root)
+    deliveries = {s: [d.delivery_id for d in store.active(s)] for s in store.layouts}
+    if not any(deliveries.values()):
+        return None
+    if rows is None:
+        with Store.open(settings) as synced:
+            rows = synced.raw_rows(project.name)
+    people = participants(project, rows, read_key(settings.linkage_key))
+    covered = {s: store.covered_until(s) for s in store.layouts}
+    files: dict[str, Data] = {s: store.parquet_files(s) for s in store.layouts}
+    months_panel = panel(store.layouts, files, people, covered)
+    outcomes = endpoints(months_panel, horizons)
+    return Registered(months_panel, outcomes, horizons, store.layouts, covered, deliveries)
+
+
+def participants(
+    project: Project,
+    rows: pd.DataFrame | Sequence[Mapping[str, Any]],
+    key: Mapping[str, str],
+) -> pd.DataFrame:
+    """Every randomised record (a readable date in the schedule's anchor field at its event)
+    in the order of `rows`, with its serial number from the linkage key (`key`: lopenr ->
+    record id; blank when not linked), randomisation date and arm (the randomisation target
+    at its event)."""
+    schedule, design = project.study.schedule, design_of(project)
+    if schedule is None:
+        raise HektaError(f"the study file of {project.name} has no schedule (no anchor date)")
+    frame = pd.DataFrame(rows)
+    record_id = project.study.record_id
+    for column in (record_id, EVENT, schedule.anchor_field, design.target):
+        if column not in frame.columns:
+            frame[column] = ""
+    frame = frame.fillna("").astype(str)
+
+    def at(event: str | None, field: str) -> pd.Series:
+        found = frame[frame[EVENT] == event] if event else frame
+        found = found[found[field] != ""].drop_duplicates(record_id)
+        return found.set_index(record_id)[field]
+
+    dates = pd.to_datetime(at(schedule.anchor_event, schedule.anchor_field), errors="coerce",
+                           format="%Y-%m-%d").dropna()  # fmt: skip
+    records = pd.Index(frame[record_id].drop_duplicates())
+    records = records[records.isin(dates.index)]
+    serial = {record: lopenr for lopenr, record in key.items()}
+    return pd.DataFrame(
+        {
+            RECORD: records,
+            LOPENR: pd.array([serial.get(r) for r in records], dtype="string"),
+            RAND_DATE: dates.reindex(records).to_numpy(),
+            ARM: at(design.event, design.target).reindex(records).to_numpy(),
+        }
+    )
 
 
 def coverage(settings: Settings, project: Project) -> dict[str, dt.date | None]:
@@ -302,33 +397,28 @@ def _source(
 ) -> None:
     """The register's rows as the view `src_<source>`: a frame as it is, the rows of Parquet
     files (deliveries, oldest first: of rows with the same `unique` key in several, the last
-    file's wins, so an overlapping later delivery's end date replaces an ongoing one; a layout
-    column no file has is NULL), or no rows."""
-    view = f"src_{source}"
+    file's wins, so an overlapping later delivery's end date replaces an ongoing one), or no
+    rows; a layout column the rows lack is NULL."""
+    latest = ""
     if isinstance(data, pd.DataFrame):
-        con.register(view, data)
+        con.register(f"frame_{source}", data)
+        scan = f"frame_{source}"
     elif data:
         files = f"[{', '.join(_literal(str(f)) for f in data)}]"
         scan = f"read_parquet({files}, union_by_name = true, filename = true)"
-        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
-        absent = "".join(
-            f", NULL AS {_name(v.name)}" for v in layout.variables if v.name not in present
-        )
-        latest = ""
         if len(data) > 1 and layout.unique:
             key = ", ".join(map(_name, layout.unique))
             latest = (
                 f"QUALIFY row_number() OVER (PARTITION BY {key} "
                 f"ORDER BY list_position({files}, filename) DESC) = 1"
             )
-        con.execute(f"CREATE VIEW {view} AS SELECT *{absent} FROM {scan} {latest}")
     else:
-        empty = {v.name: pd.Series(dtype=_EMPTY.get(v.type, "string")) for v in layout.variables}
-        con.register(view, pd.DataFrame(empty))
-
-
-_EMPTY = {"date": "datetime64[s]", "month": "datetime64[s]", "number": "float64",
-          "integer": "float64"}  # fmt: skip
+        scan = "(SELECT 1 AS no_rows WHERE FALSE)"
+    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+    absent = "".join(
+        f", NULL AS {_name(v.name)}" for v in layout.variables if v.name not in present
+    )
+    con.execute(f"CREATE VIEW src_{source} AS SELECT *{absent} FROM {scan} {latest}")
 
 
 def _covers(until: dt.date | None) -> str:
@@ -529,16 +619,22 @@ def _literal(text: str) -> str:
 # -- the endpoints ------------------------------------------------------------------------------
 
 
-def endpoints(panel: pd.DataFrame, months: Sequence[int]) -> pd.DataFrame:
-    """One row per participant (panel order) and horizon H in `months` (ascending): `record_id`,
-    `arm`, `horizon`, `complete`, then the panel's measures over months 1..H (see the module
-    docstring; `measures(layouts, "outcomes")` names and labels them)."""
+def check_horizons(months: Sequence[int]) -> list[int]:
+    """The horizons ascending; HektaError unless there is one and each is 1 to 120 months."""
     horizons = sorted(set(months))
     if not horizons or not all(1 <= h <= LAST_MONTH for h in horizons):
         raise HektaError(
             f"register outcomes: horizons must be 1 to {LAST_MONTH} months, not "
             f"{', '.join(map(str, months)) or 'none'}"
         )
+    return horizons
+
+
+def endpoints(panel: pd.DataFrame, months: Sequence[int]) -> pd.DataFrame:
+    """One row per participant (panel order) and horizon H in `months` (ascending): `record_id`,
+    `arm`, `horizon`, `complete`, then the panel's measures over months 1..H (see the module
+    docstring; `measures(layouts, "outcomes")` names and labels them)."""
+    horizons = check_horizons(months)
     fixed = (RECORD, ARM, MONTH, MONTH_START, MONTH_END, COVERED)
     values = [c for c in panel.columns if c not in fixed]
     people = panel.drop_duplicates(RECORD)[[RECORD, ARM]].reset_index(drop=True)

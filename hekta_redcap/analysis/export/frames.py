@@ -138,6 +138,11 @@ def build_tables(
     return tables
 
 
+def words(language: Language) -> Mapping[str, str]:
+    """The fixed words of the export's labels in `language` (record, pseudonym, yes, no ...)."""
+    return _WORDS[language]
+
+
 def timepoints(project: Project) -> dict[str, str]:
     """Each event's suffix in the wide shape, from its name (not its unique name, so that the
     same event in two arms shares it): the words holding a digit ("Followup 6m" -> `6m`), else

@@ -3,8 +3,9 @@
 `manifest.json` names the toolkit version, the definitions (a hash of the study file and the
 instrument files, in project order), the project, the time of the last sync the data come from,
 the export's shape, format and language, whether identifiers are included and record ids
-pseudonymised, each table's row and column counts, each file's size and SHA-256, and for SPSS
-and Stata files the names shortened and the codes numbered to fit the format.
+pseudonymised, each table's row and column counts, each file's size and SHA-256, for SPSS
+and Stata files the names shortened and the codes numbered to fit the format, and with register
+tables the horizons, each register's coverage and the ids of the deliveries they come from.
 
     >>> write_manifest(out, project, tables, files, shape="long", fmt="dta", language="nb",
     ...                identifiers=False, pseudonymised=True, last_sync=cursor)
@@ -22,6 +23,7 @@ from hekta_redcap import __version__
 from hekta_redcap.analysis.export.formats import Format, fitted_names, integer_codes
 from hekta_redcap.analysis.export.frames import Language, Shape, Table
 from hekta_redcap.definitions.study import FORMS_DIR, STUDIES_DIR, Project
+from hekta_redcap.registers.outcomes import Registered
 
 MANIFEST = "manifest.json"
 CHUNK = 1 << 20
@@ -60,9 +62,11 @@ def write_manifest(
     identifiers: bool,
     pseudonymised: bool,
     last_sync: dt.datetime | None,
+    registered: Registered | None = None,
 ) -> Path:
     """Write `directory/manifest.json` for an export of `tables` written as `files` (paths in
-    `directory`); `last_sync` is when the store last synced (None: never)."""
+    `directory`); `last_sync` is when the store last synced (None: never); `registered` what
+    the register tables were read from."""
     manifest: dict[str, object] = {
         "toolkit": {"name": "hekta-redcap", "version": __version__},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -86,6 +90,15 @@ def write_manifest(
             for path in files
         ],
     }
+    if registered is not None:
+        manifest["registers"] = {
+            "horizons": registered.horizons,
+            "covered_until": {
+                source: until.isoformat() if until else None
+                for source, until in registered.covered_until.items()
+            },
+            "deliveries": registered.deliveries,
+        }
     if fmt == "sav" or fmt == "dta":
         manifest["renamed"] = {t.name: n for t in tables if (n := fitted_names(t, fmt))}
         manifest["recoded"] = {t.name: c for t in tables if (c := integer_codes(t))}
