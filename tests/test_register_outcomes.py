@@ -10,10 +10,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import LIBRARY
 
 from hekta_redcap.core.errors import HektaError
+from hekta_redcap.core.settings import Settings
 from hekta_redcap.definitions.registers import RegisterLayout, load_layouts
-from hekta_redcap.registers.outcomes import endpoints, measures, panel
+from hekta_redcap.definitions.study import load_project
+from hekta_redcap.registers.outcomes import (
+    coverage,
+    endpoints,
+    measures,
+    panel,
+    participants,
+    register_tables,
+)
 
 LAYOUTS = load_layouts()
 FAR = dt.date(2040, 12, 31)  # deliveries covering every month of the panel
@@ -319,3 +329,29 @@ def test_bad_input_is_an_error() -> None:
     shared = people(("1", "L1", "2025-01-15"), ("2", "L1", "2025-01-15"))
     with pytest.raises(HektaError, match="share a serial number"):
         panel(LAYOUTS, {}, shared, {})
+
+
+def test_participants_come_from_the_synced_rows_and_the_key() -> None:
+    base = "baseline_arm_1"
+    project = load_project("hekta", LIBRARY)
+    rows = pd.DataFrame(
+        {
+            "record_id": ["3", "3", "1", "2", "4"],
+            "redcap_event_name": [base, "followup_6m_arm_1", base, base, base],
+            "rand_date": ["2025-01-31", "2030-01-01", "2024-02-29", "", "not a date"],
+            "rand_group": ["2", "", "1", "1", "2"],
+        }
+    )
+    found = participants(project, rows, {"20000003": "3", "20000009": "9"})
+    assert found["record_id"].tolist() == ["3", "1"]  # randomised, in the rows' order
+    assert found["lopenr"].tolist() == ["20000003", pd.NA]  # record 1 is not linked
+    assert found["rand_date"].dt.date.tolist() == [dt.date(2025, 1, 31), dt.date(2024, 2, 29)]
+    assert found["arm"].tolist() == ["2", "1"]
+
+
+def test_coverage_before_any_import_creates_nothing(tmp_path: Path) -> None:
+    settings = Settings({"HEKTA_REGISTER_DIR": str(tmp_path / "registers")})
+    project = load_project("hekta", LIBRARY)
+    assert coverage(settings, project) == {}
+    assert register_tables(settings, project, [18]) is None
+    assert not (tmp_path / "registers").exists()
