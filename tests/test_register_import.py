@@ -304,6 +304,7 @@ def test_stata_and_spss(settings: Settings, key: Path, tmp_path: Path, suffix: s
             "omsorgsniva": [1.0, 7.0, 3.0],  # numeric codes, as Stata and SPSS hold them
             "fagomrade": ["TSB", "PHV", "SOM"],
             "hovedtilstand": ["F10.2", "F32", ""],
+            "bitilstand": ["", "", ""],  # blank text, as Stata and SPSS hold it
         }
     )
     file = tmp_path / f"npr{suffix}"
@@ -315,12 +316,12 @@ def test_stata_and_spss(settings: Settings, key: Path, tmp_path: Path, suffix: s
         (2, "omsorgsniva", "unknown code", ""),
         (3, "lopenr", "unknown serial number", ""),
     ]
-    assert result.notes == ["column 'bitilstand' is not in the file: left blank"]
     rows = RegisterStore.open(settings).rows("npr")
     assert rows[["lopenr", "episode_id", "omsorgsniva", "hovedtilstand"]].values.tolist() == [
         ["10000001", "E1", "1", "F10.2"]
     ]
     assert rows["ut_dato"].tolist() == [pd.Timestamp("2024-01-05")]
+    assert pd.isna(rows["bitilstand"][0])
     assert "row 2, omsorgsniva: unknown code" in result.text().splitlines()
 
 
@@ -518,6 +519,16 @@ def test_the_log_holds_counts_not_values(
         f"event=registers.import source=kpr delivery={result.delivery.delivery_id} "
         "status=new read=2 kept=1 rejected=1"
     ]
+
+
+def test_a_file_that_is_not_what_it_says(settings: Settings, key: Path, tmp_path: Path) -> None:
+    file = tmp_path / "npr.dta"
+    file.write_text("not a Stata file", encoding="utf-8")
+    with pytest.raises(HektaError) as caught:
+        run(settings, key, file, "npr")
+    assert str(caught.value) == (
+        f"{file}: cannot read the file (Invalid file, or file has unsupported features)"
+    )
 
 
 def test_no_linkage_key(settings: Settings, tmp_path: Path) -> None:

@@ -190,7 +190,7 @@ def import_delivery(
             log.info(line("registers.import", source=source, status="unchanged"))
             return Imported(source, file, "unchanged", earlier)
         known = _read_key(key_file)
-        with _duckdb(scratch) as con:
+        with _duckdb(scratch, file) as con:
             reader = _Reader.open(con, layout, file, scratch, utf8)
             result = _check(con, layout, reader, known, window, lines)
             if result.kept == 0:
@@ -327,7 +327,7 @@ def _read_key(path: Path) -> set[str]:
 
 
 @contextmanager
-def _duckdb(scratch: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def _duckdb(scratch: Path, file: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB of the import's own, spilling into the store's scratch folder (owner-only).
     Its errors become one line without their text, which may quote a row."""
     import duckdb
@@ -336,7 +336,8 @@ def _duckdb(scratch: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     try:
         yield con
     except duckdb.Error as exc:
-        raise HektaError(f"the delivery could not be read ({type(exc).__name__})") from exc
+        kind = type(exc).__name__
+        raise HektaError(f"the delivery could not be read ({kind})", Origin(file)) from exc
     finally:
         con.close()
 
@@ -410,7 +411,7 @@ class _Reader:
                 con.register("_chunk", _as_text(layout, columns, frame))
                 con.execute("INSERT INTO _raw SELECT * FROM _chunk")
                 con.unregister("_chunk")
-        except pyreadstat.ReadstatError as exc:
+        except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as exc:
             raise HektaError(f"cannot read the file ({exc})", Origin(file)) from None
         return cls(file, _trimmed(columns, "_raw"), "row", 1, notes)
 
@@ -513,13 +514,14 @@ def _match(
 
 def _trimmed(columns: dict[str, str | None], scan: str) -> str:
     """SELECT each variable's column from `scan` without surrounding spaces, a blank as NULL
-    (trimming only values that need it: trimming every value would cost more than reading)."""
+    (only values holding a space are trimmed: trimming every value costs about as much as
+    reading the file)."""
     values = []
     for variable, column in columns.items():
         c = quoted(column) if column else None
         values.append(
-            f"CASE WHEN {c} LIKE ' %' OR {c} LIKE '% ' OR {c} = '' "
-            f"THEN NULLIF(trim({c}), '') ELSE {c} END AS {quoted(variable)}"
+            f"CASE WHEN contains({c}, ' ') OR {c} = '' THEN NULLIF(trim({c}), '') ELSE {c} END "
+            f"AS {quoted(variable)}"
             if c
             else f"NULL::VARCHAR AS {quoted(variable)}"
         )
