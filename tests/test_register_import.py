@@ -12,6 +12,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 from click.testing import CliRunner
+from conftest import edit
 
 from hekta_redcap.cli import cli
 from hekta_redcap.core.clock import local
@@ -169,6 +170,40 @@ def test_numbers_and_ranges_are_checked(settings: Settings, key: Path, tmp_path:
     row = RegisterStore.open(settings).rows("aa").iloc[0]
     assert (row["stillingsprosent"], row["avtalte_timer"]) == (50.5, 18.75)
     assert pd.isna(row["sluttdato"])
+
+
+def test_whole_numbers_in_an_adapted_layout(
+    settings: Settings, key: Path, tmp_path: Path, library: Path
+) -> None:
+    """A data manager adds a column to a layout: the import checks it without code changes."""
+    edit(
+        library,
+        "registers/kpr.yaml",
+        "  - name: diagnose\n",
+        "  - name: takster\n    type: integer\n    min: 1\n    max: 20\n"
+        "    label: {nb: Antall takster, en: Number of fee codes}\n  - name: diagnose\n",
+    )
+    file = delivery(
+        tmp_path,
+        "kpr.csv",
+        [
+            f"{KPR_HEADER};takster",
+            "10000001;K1;2024-01-02;FL;1;A01;3",
+            "10000001;K2;2024-01-02;FL;1;A01;2,5",
+            "10000001;K3;2024-01-02;FL;1;A01;0",
+            "10000001;K4;2024-01-02;FL;1;A01;",
+            "10000001;K5;2024-01-02;FL;1;A01;12,0",
+        ],
+    )
+    result = import_delivery(settings, library, "kpr", file, key, None, None)
+    assert problems(result) == [
+        (3, "takster", "not a whole number", ""),
+        (4, "takster", "below the minimum", ""),
+        (5, "takster", "missing", ""),
+    ]
+    rows = RegisterStore.open(settings, library).rows("kpr")
+    assert str(rows["takster"].dtype) == "Int64"
+    assert rows["takster"].tolist() == [3, 12]
 
 
 def test_a_missing_required_column_stops_the_import(
