@@ -246,6 +246,16 @@ def test_missing_optional_and_extra_columns_are_noted(
     assert pd.isna(rows["diagnose"][0])
 
 
+def test_a_delivery_without_rows_is_refused(settings: Settings, key: Path, tmp_path: Path) -> None:
+    file = delivery(tmp_path, "kpr.csv", [KPR_HEADER])
+    with pytest.raises(HektaError) as caught:
+        run(settings, key, file)
+    assert str(caught.value) == f"{file}: the delivery holds no rows"
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(HektaError, match="the file is empty: a delivery starts with a header"):
+        run(settings, key, tmp_path / "empty.csv")
+
+
 def test_a_delivery_without_a_valid_row_is_not_kept(
     settings: Settings, key: Path, tmp_path: Path
 ) -> None:
@@ -567,7 +577,7 @@ def test_a_file_that_is_not_what_it_says(settings: Settings, key: Path, tmp_path
 
 
 def test_no_linkage_key(settings: Settings, tmp_path: Path) -> None:
-    file = delivery(tmp_path, "kpr.csv", [KPR_HEADER])
+    file = delivery(tmp_path, "kpr.csv", [KPR_HEADER, "10000001;K1;2024-01-02;FL;1;A01"])
     with pytest.raises(HektaError) as caught:
         run(settings, settings.linkage_key, file)
     assert caught.value.message.startswith("no linkage key here")

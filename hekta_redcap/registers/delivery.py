@@ -193,6 +193,8 @@ def import_delivery(
         with _duckdb(scratch, file) as con:
             reader = _Reader.open(con, layout, file, scratch, utf8)
             result = _check(con, layout, reader, known, window, lines)
+            if result.read == 0:
+                raise HektaError("the delivery holds no rows", Origin(file))
             if result.kept == 0:
                 result.status = "not imported"
                 return _logged(result)
