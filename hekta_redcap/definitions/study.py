@@ -251,6 +251,14 @@ class Randomization(Node):
     by_field: str | None = None
 
 
+class RegisterLinkage(Node):
+    """The fields register linkage reads (the linkage list, and validation's national-id
+    rule): the national identity number and the yes/no consent to linkage (1 = yes)."""
+
+    national_id: str
+    consent: str
+
+
 class MissingCode(Node):
     code: str
     label: str
@@ -273,6 +281,7 @@ class Study(Node):
     data_quality: DataQuality = DataQuality()
     reminders: ReminderPolicy | None = None
     randomization: Randomization | None = None
+    register_linkage: RegisterLinkage | None = None
 
     @property
     def longitudinal(self) -> bool:
