@@ -96,11 +96,14 @@ def validate_records(
     today: dt.date | None = None,
     source: str = "export",
     accepted: Mapping[tuple[str, str, str, str], Mapping[str, str]] | None = None,
+    allow_synthetic_ids: bool = False,
 ) -> Result:
     """Validate a flat export of `project` (see the module docstring). `today` is the date
     that `today` bounds and logic mean (default: the day of the run); `links` makes each
     problem link to the record's data entry page; `accepted` (`Store.acceptances`) holds the
-    values people checked and found right. The study's `data_quality.disabled` rules do not run.
+    values people checked and found right; `allow_synthetic_ids` (HEKTA_ALLOW_SYNTHETIC_IDS)
+    makes identity numbers of the synthetic test population valid. The study's
+    `data_quality.disabled` rules do not run.
     Raises `HektaError` when the export does not fit the definitions (unknown or absent
     columns, duplicate rows)."""
     started = dt.datetime.now().replace(microsecond=0)
@@ -108,7 +111,7 @@ def validate_records(
     layout = Layout(project, rows)
     coded = detect_codes(layout)
     text = answers(layout, coded)
-    rules = Rules(layout, coded, today)
+    rules = Rules(layout, coded, today, allow_synthetic_ids)
     due = {
         spec.field.name: rules.answer(spec)
         for form in project.forms
@@ -176,7 +179,14 @@ def validate_store(settings: Settings, project: Project, store: Store) -> Result
         return None
     source = f"the local store, synced from {settings.redcap_api_url or 'REDCap'}"
     links, accepted = entry_links(settings, project), store.acceptances(project.name)
-    result = validate_records(project, rows, links=links, accepted=accepted, source=source)
+    result = validate_records(
+        project,
+        rows,
+        links=links,
+        accepted=accepted,
+        source=source,
+        allow_synthetic_ids=settings.allow_synthetic_ids,
+    )
     if randomization.applies(project, store):
         found = randomization.randomization_problems(settings, project, store, links)
         still, kept = _accepted(found, accepted)

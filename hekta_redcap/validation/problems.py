@@ -74,6 +74,7 @@ _SEVERITIES = {
     "hidden-value": ERROR,
     "missing-code": ADVISORY,
     "type": ERROR,
+    "national-id": ERROR,
     "choice": ERROR,
     "range": ERROR,
     "calc-mismatch": ERROR,
@@ -275,6 +276,8 @@ class Message:
                 fill["reason"] = self.reason(hit.detail, lang)
             case "outlier":
                 fill["mean"] = hit.other
+            case "national-id":
+                fill["reason"] = _TEXTS[f"identity.{hit.detail}"][lang]
             case "check":
                 check = next(
                     c for c in self.layout.study.data_quality.checks if c.name == hit.detail

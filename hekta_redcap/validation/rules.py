@@ -26,8 +26,10 @@ A and E are narrowed to what can be wrong (a nurse who meets a thousand notes re
 The study's rules: dates in order (the study file's `date_order`, read with invalid dates and
 missing data codes as blank, so that each wrong date is listed once, as a wrong type),
 skip-rule violations (a non-zero answer to an item that a scoring block's `structural_zeros`
-says the skip rule hides), and the study's own cross-field checks (`data_quality.checks`, REDCap
-logic over the rows of the field's form that were started).
+says the skip rule hides), the study's own cross-field checks (`data_quality.checks`, REDCap
+logic over the rows of the field's form that were started), and national identity numbers (the
+field the study's `register_linkage` names) that python-stdnum refuses, reported with the reason
+and never the number.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from hekta_redcap.core.identity import check_national_id
 from hekta_redcap.redcap.logic_frame import truth
 from hekta_redcap.validation.layout import Layout, Spec
 from hekta_redcap.validation.schemas import HIT_COLUMNS, entered
@@ -78,10 +81,18 @@ def hits(
 
 
 class Rules:
-    """The rules over one export (`coded`: per field, the rows holding a missing data code)."""
+    """The rules over one export (`coded`: per field, the rows holding a missing data code;
+    `allow_synthetic_ids`: numbers of the synthetic test population are valid)."""
 
-    def __init__(self, layout: Layout, coded: pd.DataFrame, today: dt.date) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        coded: pd.DataFrame,
+        today: dt.date,
+        allow_synthetic_ids: bool = False,
+    ) -> None:
         self.layout, self.coded, self.today = layout, coded, today
+        self.allow_synthetic_ids = allow_synthetic_ids
         self.raw = layout.raw
         self._visible: dict[tuple[str, str], pd.Series] = {}
 
@@ -96,6 +107,7 @@ class Rules:
             *self.date_order(typed),
             *self.skip_violations(),
             *self.checks(),
+            *self.national_ids(),
         ]
 
     # -- what each field's rows look like ---------------------------------------------------
@@ -294,6 +306,21 @@ class Rules:
             value = self.value(spec)
             found.append(hits("check", mask, spec, value, detail=check.name))
         return found
+
+    def national_ids(self) -> list[pd.DataFrame]:
+        """A filled national identity number that is not valid, with the reason as detail
+        (`core.identity`); the hit holds no value, as the problem list shows none."""
+        linkage = self.layout.study.register_linkage
+        if linkage is None or linkage.national_id not in self.layout.fields:
+            return []
+        spec = self.layout.field_spec(linkage.national_id)
+        rows = self.layout.applies(spec.form) & self.has_value(spec) & ~self.coded_rows(spec)
+        values = self.raw[spec.field.name][rows]
+        allow = self.allow_synthetic_ids
+        reason = values.map({v: check_national_id(v, allow).reason or "" for v in values.unique()})
+        return [
+            hits("national-id", reason == why, spec, detail=why) for why in reason.unique() if why
+        ]
 
 
 def _far(
