@@ -1,6 +1,7 @@
 """Synthetic register deliveries: deterministic, made from the cohort's stories, valid for
-their layouts except the deliberate errors they list, and written as registers deliver them;
-the cohort's synthetic identity numbers valid only as synthetic."""
+their layouts except the deliberate errors they list (which the import finds, and nothing
+else), and written as registers deliver them; the cohort's synthetic identity numbers valid
+only as synthetic."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import pytest
 from conftest import LIBRARY
 from stdnum.no import fodselsnummer
 
+from hekta_redcap.core.identity import check_national_id
+from hekta_redcap.core.settings import Settings
 from hekta_redcap.definitions.registers import RegisterLayout, load_layouts
 from hekta_redcap.definitions.study import Project, load_project
 from hekta_redcap.devtools.cohort import Cohort, generate
@@ -27,6 +30,13 @@ from hekta_redcap.devtools.registers import (
     serials,
     synthetic_key,
     write_contacts,
+)
+from hekta_redcap.registers.delivery import (
+    CHECKS,
+    DUPLICATE,
+    OUTSIDE,
+    UNKNOWN_SERIAL,
+    import_delivery,
 )
 
 TODAY = dt.date(2026, 11, 20)
@@ -70,7 +80,7 @@ def defects(delivery: Delivery, known: set[str]) -> Iterator[Cell]:
         assert list(row) == [v.name for v in layout.variables]
         unique = tuple(row[c] for c in layout.unique)
         if unique in seen:
-            yield number, layout.key, "duplicate"
+            yield number, "+".join(layout.unique), "duplicate"
         seen.add(unique)
         if row[layout.key] not in known:
             yield number, layout.key, "unknown-serial"
@@ -162,10 +172,14 @@ def test_every_job_of_the_cohort_is_an_employment_relationship(
     serial, employer, start = (aa.column(c) for c in ("serial", "employer", "start"))
     assert serial and employer and start
     relationships = {(r[serial], r[employer], r[start]) for r in made["aa"].rows}
-    for record, lopenr in key.items():
-        story = cohort.stories[record]
-        for job in story.jobs:
-            assert (lopenr, job.employer, job.start) in relationships
+    erroneous = {made["aa"].rows[e.row - 1][employer] for e in made["aa"].errors}
+    missing = [
+        job
+        for record, lopenr in key.items()
+        for job in cohort.stories[record].jobs
+        if (lopenr, job.employer, job.start) not in relationships
+    ]
+    assert all(job.employer in erroneous for job in missing)  # a deliberate error changed it
     reported = sum(len(cohort.stories[r].jobs) for r in key)
     assert len(relationships) > reported  # and jobs no assessment asked about
 
@@ -254,6 +268,13 @@ def test_synthetic_identity_numbers_are_valid_only_as_synthetic(cohort: Cohort) 
         assert not fodselsnummer.is_valid(number[:2] + f"{month:02d}" + number[4:])
 
 
+def test_the_toolkit_accepts_them_only_when_synthetic_numbers_are_allowed(cohort: Cohort) -> None:
+    for story in cohort.stories.values():
+        allowed = check_national_id(story.national_id, allow_synthetic=True)
+        assert allowed.valid and allowed.kind == "synthetic"
+        assert check_national_id(story.national_id).reason == "synthetic"
+
+
 def test_the_default_cohort_keeps_its_invalid_identity_numbers(project: Project) -> None:
     plain = generate(project, 20, seed=3, today=TODAY, errors=False)
     for story in plain.stories.values():
@@ -322,6 +343,51 @@ def test_deliveries_follow_a_layout_a_data_manager_adapted(
     assert "innskrdato" in delivery.rows[0] and old not in delivery.rows[0]
     assert {(e.column, e.what) for e in delivery.errors} >= {("innskrdato", "outside-period")}
     assert set(defects(delivery, set(key.values()))) == listed(delivery)
+
+
+@pytest.mark.parametrize(
+    ("source", "file", "encoding"),
+    [
+        ("aa", "aa.csv", "utf-8"),
+        ("inntekt", "inntekt.csv", "utf-8-sig"),
+        ("fd_trygd", "fd_trygd.dta", ""),
+        ("npr", "npr.csv", "latin-1"),
+        ("kpr", "kpr.sav", ""),
+    ],
+)
+def test_the_import_finds_exactly_the_deliberate_errors(
+    made: dict[str, Delivery],
+    key: dict[str, str],
+    tmp_path: Path,
+    source: str,
+    file: str,
+    encoding: str,
+) -> None:
+    """Each listed error is a row the import refuses, at its line (a CSV file's) or row, for
+    the reason of its kind; every other row is kept."""
+    reasons = {
+        "unknown-serial": UNKNOWN_SERIAL,
+        "invalid-code": CHECKS["isin"][0],
+        "outside-period": OUTSIDE,
+        "duplicate": DUPLICATE,
+    }
+    key_file = tmp_path / "linkage-key.csv"
+    with key_file.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, delimiter=";")
+        writer.writerows([("record_id", "lopenr"), *key.items()])
+    delivery = made[source]
+    path = delivery.write(tmp_path / file, encoding=encoding or "utf-8")
+    settings = Settings.load((), {"HEKTA_REGISTER_DIR": str(tmp_path / "store")})
+    imported = import_delivery(
+        settings, LIBRARY, source, path, key_file, delivery.period_text, None
+    )
+    expected = {
+        (e.line if path.suffix == ".csv" else e.row, e.column, reasons[e.what])
+        for e in delivery.errors
+    }
+    assert {(p.line, p.column, p.reason) for p in imported.problems} == expected
+    assert imported.rejected == len(ERROR_KINDS)
+    assert imported.kept == len(delivery.rows) - len(ERROR_KINDS)
 
 
 def test_a_population_of_contacts_for_the_benchmark(

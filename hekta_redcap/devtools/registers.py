@@ -102,7 +102,8 @@ MUNICIPAL = 0.4  # share with municipal health and care services (substance-use 
 @dataclass(frozen=True, order=True)
 class DeliveryError:
     """A deliberate error: its data row (1-based; in a CSV file line `row + 1`, after the
-    header), the column that holds it, and its kind (`ERROR_KINDS`)."""
+    header), the column that holds it (a duplicate: the unique columns it repeats, joined by
+    `+`), and its kind (`ERROR_KINDS`)."""
 
     row: int
     column: str
@@ -171,10 +172,12 @@ def deliveries(
     ]
     made = {}
     for source, layout in layouts.items():
-        delivery = Delivery(layout, period, sorted(_rows(layout, lives), key=_order(layout)))
-        if errors:
-            _add_errors(delivery, set(key.values()), rng)
-        made[source] = delivery
+        rows = list(_rows(layout, lives))
+        marked = _add_errors(layout, rows, period, set(key.values()), rng) if errors else []
+        rows.sort(key=_order(layout))  # stable: a duplicate stays right after its original
+        number = {id(row): n for n, row in enumerate(rows, start=1)}
+        found = sorted(DeliveryError(number[id(r)], c, k) for r, c, k in marked)
+        made[source] = Delivery(layout, period, rows, found)
     return made
 
 
@@ -623,11 +626,19 @@ def _order(layout: RegisterLayout) -> Callable[[Row], tuple[str, dt.date]]:
 # -- deliberate errors --------------------------------------------------------------------------
 
 
-def _add_errors(delivery: Delivery, known: set[str], rng: random.Random) -> None:
+def _add_errors(
+    layout: RegisterLayout,
+    rows: list[Row],
+    period: tuple[dt.date, dt.date],
+    known: set[str],
+    rng: random.Random,
+) -> list[tuple[Row, str, str]]:
     """One row of each kind of error the layout allows, each in a row of its own: a serial
     number not in the key, a code not in the layout, a period date before the period, and a
-    copy of a row right after it (the copy is the error)."""
-    layout, rows = delivery.layout, delivery.rows
+    copy of a row right after it (the copy is the error). Returns each erroneous row with its
+    column and kind. The rows are chosen in the order the participants' lives were simulated,
+    not by serial number, so that a linkage key's random serial numbers change where the
+    errors are, not which rows hold them."""
     coded = [v for v in layout.variables if v.type == "code" and v.codes]
     dated = [v for v in layout.variables if v.name in layout.period]
     kinds = [
@@ -650,16 +661,15 @@ def _add_errors(delivery: Delivery, known: set[str], rng: random.Random) -> None
             case "outside-period":
                 variable = rng.choice(dated)
                 column = variable.name
-                before = delivery.period[0] - relativedelta(months=rng.randint(1, 12))
+                before = period[0] - relativedelta(months=rng.randint(1, 12))
                 row[column] = before.replace(day=1) if variable.type == "month" else before
             case _:
-                column = layout.key
+                column = "+".join(layout.unique)
                 at = next(n for n, r in enumerate(rows) if r is row)
                 row = dict(row)
                 rows.insert(at + 1, row)
         marked.append((row, column, kind))
-    number = {id(row): n for n, row in enumerate(rows, start=1)}
-    delivery.errors = sorted(DeliveryError(number[id(r)], c, k) for r, c, k in marked)
+    return marked
 
 
 def _unknown(serial: str, known: set[str], rng: random.Random) -> str:
