@@ -70,7 +70,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from hekta_redcap import LANGUAGES
 from hekta_redcap.core.errors import HektaError
@@ -308,6 +310,7 @@ def panel(
     people = _people(participants)
     found = measures(layouts)
     with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # not on a nurse's or analyst's terminal
         con.execute(_MONTH_INDEX)
         con.register("participants", people[["ord", RECORD, LOPENR, RAND_DATE]])
         con.execute(_PEOPLE)
@@ -324,24 +327,31 @@ def panel(
             f"m.ord, m.{RECORD}, m.month AS {MONTH}, m.first_day AS {MONTH_START}",
             f"m.last_day AS {MONTH_END}, {' AND '.join(coverage.values()) or 'FALSE'} AS {COVERED}",
         ]
-        joins = []
-        for n, (table, values) in enumerate(parts):
-            joins.append(f"LEFT JOIN {table} t{n} ON t{n}.{RECORD} = m.{RECORD} AND t{n}.k = m.k")
-            for measure in found:
-                if measure.name in values:
-                    when = " AND ".join(coverage[s] for s in measure.sources)
-                    value = values[measure.name].format(t=f"t{n}")
-                    columns.append(f"CASE WHEN {when} THEN {value} END AS {_name(measure.name)}")
-        frame = con.execute(
+        joins, values = [], {}
+        for n, (table, made) in enumerate(parts):
+            joins.append(f"LEFT JOIN {table} t{n} ON t{n}.ord = m.ord AND t{n}.k = m.k")
+            values.update({name: value.format(t=f"t{n}") for name, value in made.items()})
+        for measure in found:
+            when = " AND ".join(coverage[s] for s in measure.sources)
+            columns.append(
+                f"CASE WHEN {when} THEN {values[measure.name]} END AS {_name(measure.name)}"
+            )
+        result = con.sql(
             f"SELECT {', '.join(columns)} FROM months m {' '.join(joins)} ORDER BY m.ord, m.k"
-        ).df()
-    frame[ARM] = people[ARM].array.take(frame.pop("ord").to_numpy())
-    frame[RECORD] = frame[RECORD].astype("string")
-    frame[MONTH] = frame[MONTH].astype("Int64")
-    frame[COVERED] = frame[COVERED].astype(bool)
-    return frame.astype({m.name: DTYPES[m.kind] for m in found})[
-        [RECORD, ARM, MONTH, MONTH_START, MONTH_END, COVERED, *(m.name for m in found)]
-    ]
+        ).to_arrow_table()
+    frame = result.to_pandas(types_mapper=_NULLABLE.get, date_as_object=False)
+    frame.insert(1, ARM, people[ARM].array.take(frame.pop("ord").to_numpy()))
+    return frame
+
+
+# Arrow's types as the panel's pandas types (nullable; dates stay datetime64).
+_NULLABLE = {
+    pa.bool_(): pd.BooleanDtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.float64(): pd.Float64Dtype(),
+    pa.string(): pd.StringDtype(),
+    pa.large_string(): pd.StringDtype(),
+}
 
 
 def _people(participants: pd.DataFrame) -> pd.DataFrame:
@@ -368,11 +378,11 @@ def _people(participants: pd.DataFrame) -> pd.DataFrame:
 _MONTH_INDEX = """
 CREATE MACRO month_index(d, r) AS
     (year(d) - year(r)) * 12 + month(d) - month(r)
-    - CASE WHEN d < r + to_months(CAST((year(d) - year(r)) * 12 + month(d) - month(r) AS INTEGER))
-      THEN 1 ELSE 0 END
+    - CAST(day(d) < least(day(r), day(last_day(d))) AS INTEGER)
 """
 """The 0-based k of the month [r + k months, r + (k+1) months) holding day d: the calendar
-months between them, less one when d falls before r + that many months."""
+months between them, less one when d falls before r + that many months, which lies in d's
+calendar month on r's day clipped to the month's length."""
 
 _PEOPLE = f"""
 CREATE TABLE people AS
@@ -429,8 +439,8 @@ def _covers(until: dt.date | None) -> str:
 
 
 Part: TypeAlias = tuple[str, dict[str, str]]
-"""A table of per-month values keyed by record id and k, and each measure's value in the final
-select (`{t}` is the table's alias; a month without a row there has no events)."""
+"""A table of per-month values keyed by participant (`ord`) and k, and each measure's value
+in the final select (`{t}` is the table's alias; a month without a row there has no events)."""
 
 
 def _column(layout: RegisterLayout, concept: str, cast: str) -> str:
@@ -456,16 +466,16 @@ def _spread(rows: str, *extra: str) -> str:
     and last day (a, b), the month's days and the `extra` columns."""
     carried = "".join(f", x.{c}" for c in extra)
     return f"""
-    SELECT m.{RECORD}, m.k, m.{LOPENR}, greatest(x.s, m.first_day) AS a,
+    SELECT m.ord, m.k, m.{LOPENR}, greatest(x.s, m.first_day) AS a,
            least(x.e, m.last_day) AS b, m.last_day - m.first_day + 1 AS days{carried}
     FROM (
-        SELECT p.{RECORD}, x.s, coalesce(x.e, p.last_day) AS e{carried},
+        SELECT p.ord, x.s, coalesce(x.e, p.last_day) AS e{carried},
                unnest(range(month_index(greatest(x.s, p.first_day), p.rand),
                             month_index(least(coalesce(x.e, p.last_day), p.last_day), p.rand) + 1))
                AS k
         FROM ({rows}) x JOIN people p ON p.{LOPENR} = x.lopenr
         WHERE x.s <= p.last_day AND coalesce(x.e, p.last_day) >= p.first_day
-    ) x JOIN months m ON m.{RECORD} = x.{RECORD} AND m.k = x.k
+    ) x JOIN months m ON m.ord = x.ord AND m.k = x.k
     """
 
 
@@ -506,10 +516,10 @@ def _employment(con: duckdb.DuckDBPyConnection, layouts: Mapping[str, RegisterLa
         )
     con.execute(f"""
         CREATE TABLE employment AS
-        SELECT {RECORD}, k, bool_or(NOT subsidised) AS competitive,
+        SELECT ord, k, bool_or(NOT subsidised) AS competitive,
                CASE WHEN count(hours) = count(*) THEN sum(hours * (b - a + 1) / days) END AS hours
         FROM (SELECT j.*, {subsidised} AS subsidised FROM jobs j)
-        GROUP BY {RECORD}, k
+        GROUP BY ord, k
     """)
     return "employment", {
         EMPLOYED: "{t}.k IS NOT NULL",
@@ -539,8 +549,8 @@ def _income(con: duckdb.DuckDBPyConnection, layouts: Mapping[str, RegisterLayout
     ]
     con.execute(f"""
         CREATE TABLE income AS
-        SELECT {RECORD}, k, {", ".join([*by_kind, f"sum({share}) AS income_total"])}
-        FROM ({_spread(rows, "s", "e", "kind", "amount")}) GROUP BY {RECORD}, k
+        SELECT ord, k, {", ".join([*by_kind, f"sum({share}) AS income_total"])}
+        FROM ({_spread(rows, "s", "e", "kind", "amount")}) GROUP BY ord, k
     """)
     names = [f"income_{code}" for code in codes(layout, "income_type")] + ["income_total"]
     return "income", {n: f"coalesce({{t}}.{_name(n)}, 0)" for n in names}
@@ -558,8 +568,8 @@ def _benefits(con: duckdb.DuckDBPyConnection, layouts: Mapping[str, RegisterLayo
         return None
     con.execute(f"""
         CREATE TABLE benefits AS
-        SELECT {RECORD}, k, {", ".join(received)}
-        FROM ({_spread(_intervals(layout, f"{kind} AS kind"), "kind")}) GROUP BY {RECORD}, k
+        SELECT ord, k, {", ".join(received)}
+        FROM ({_spread(_intervals(layout, f"{kind} AS kind"), "kind")}) GROUP BY ord, k
     """)
     return "benefits", {n: f"coalesce({{t}}.{_name(n)}, FALSE)" for n in names.values()}
 
@@ -581,7 +591,7 @@ def _counts(
         ]
         con.execute(f"""
             CREATE TABLE counted_{source} AS
-            SELECT p.{RECORD}, month_index(x.d, p.rand) AS k,
+            SELECT p.ord, month_index(x.d, p.rand) AS k,
                    {", ".join([*counted, f"count(*) AS {_name(total)}"])}
             FROM (SELECT {_name(layout.key)} AS lopenr, {_column(layout, "start", "DATE")} AS d,
                          {_column(layout, concept, "VARCHAR")} AS code
@@ -633,35 +643,44 @@ def check_horizons(months: Sequence[int]) -> list[int]:
 def endpoints(panel: pd.DataFrame, months: Sequence[int]) -> pd.DataFrame:
     """One row per participant (panel order) and horizon H in `months` (ascending): `record_id`,
     `arm`, `horizon`, `complete`, then the panel's measures over months 1..H (see the module
-    docstring; `measures(layouts, "outcomes")` names and labels them)."""
+    docstring; `measures(layouts, "outcomes")` names and labels them). Sums per participant are
+    numpy's bincount over the panel's rows, so that a population's panel takes seconds."""
     horizons = check_horizons(months)
     fixed = (RECORD, ARM, MONTH, MONTH_START, MONTH_END, COVERED)
-    values = [c for c in panel.columns if c not in fixed]
-    people = panel.drop_duplicates(RECORD)[[RECORD, ARM]].reset_index(drop=True)
-    people["ord"] = range(len(people))
+    columns = [c for c in panel.columns if c not in fixed]
+    owner, records = pd.factorize(panel[RECORD], sort=False)  # numbered in panel order
+    first = np.unique(owner, return_index=True)[1]  # each participant's first row
+    people = panel[[RECORD, ARM]].iloc[first].reset_index(drop=True)
+    month = panel[MONTH].to_numpy(dtype=float, na_value=np.nan)
+    numbers = {c: panel[c].to_numpy(dtype=float, na_value=np.nan) for c in columns}
+    uncovered = ~panel[COVERED].to_numpy(dtype=bool, na_value=False)
+
+    def total(rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(owner[rows], weights, minlength=len(records))
+
     parts = []
     for horizon in horizons:
-        window = panel[panel[MONTH].between(1, horizon)]
-        by = window.groupby(RECORD, sort=False)
-        complete = by[COVERED].all() & (by.size() == horizon)
+        inside = (month >= 1) & (month <= horizon)
+        size = total(inside)
         out = people.assign(
             **{
                 HORIZON: horizon,
-                COMPLETE: complete.reindex(people[RECORD], fill_value=False).to_numpy(),
+                COMPLETE: (size == horizon) & (total(inside, uncovered[inside]) == 0),
             }
         )
-        for column in values:
-            series = window[column]
-            unknown = series.isna().groupby(window[RECORD], sort=False).any()
-            summed = by[column].mean() if column == HOURS else by[column].sum()
-            summed = summed.astype("Float64").mask(unknown).reindex(people[RECORD]).array
-            for name, kind in _ENDPOINTS.get(column, ((column, _kind(series)),)):
+        for column in columns:
+            values = numbers[column][inside]
+            unknown = total(inside, np.isnan(values).astype(float)) > 0
+            summed = total(inside, np.nan_to_num(values))
+            if column == HOURS:
+                summed = summed / np.maximum(size, 1)
+            summed = pd.array(np.where(unknown, np.nan, summed), dtype="Float64")
+            for name, kind in _ENDPOINTS.get(column, ((column, _kind(panel[column])),)):
                 result = summed > 0 if name == ANY_COMPETITIVE else summed
                 out[name] = pd.array(result, dtype=DTYPES[kind])
-        parts.append(out)
+        parts.append(out.assign(ord=range(len(out))))
     frame = pd.concat(parts).sort_values(["ord", HORIZON], kind="stable").drop(columns="ord")
     frame[HORIZON] = frame[HORIZON].astype("Int64")
-    frame[COMPLETE] = frame[COMPLETE].astype(bool)
     return frame.reset_index(drop=True)
 
 
