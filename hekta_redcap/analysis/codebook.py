@@ -629,10 +629,11 @@ class _Builder:
         record_label = w["record_id_key"].format(label=record[0].label_of(record[1], language))
         horizons = ", ".join(map(str, registered.horizons))
         found = []
-        for name, table, rows in (
+        kinds: list[tuple[str, linked.Table, str]] = [
             (PANEL, "panel", "per_month"),
             (OUTCOMES, "outcomes", "per_horizon"),
-        ):
+        ]
+        for name, table, rows in kinds:
             every = (Code("", w[rows]),)
             columns = [
                 Variable(linked.RECORD, record_label, self.type_name("text"), events=every),
