@@ -164,3 +164,24 @@ def test_a_key_file_inside_the_folder_is_refused(synced: Settings, tmp_path: Pat
     assert result.exit_code != 0
     assert "must be kept outside the export folder" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "manifest.json").exists()
+
+
+def test_followups_complete_the_register_step_from_the_deliveries(
+    linked: Settings, tmp_path: Path
+) -> None:
+    """The deliveries cover up to 31.10.2026: the 18-month register step is complete exactly for
+    those linked whose month 18 ends by then (target date 1 November 2026 or sooner)."""
+    out = tmp_path / "work.csv"
+    result = CliRunner().invoke(
+        cli,
+        ["followups", "--project", "hekta", "--as-of", "2026-11-01", "--csv", str(out)],
+        env=dict(linked.values),
+    )
+    assert result.exit_code == 0, result.output
+    work = pd.read_csv(out, dtype=str)
+    register = work[work["event"] == "register_18m_arm_1"]
+    linked_records = set(pd.read_csv(linked.linkage_key, sep=";", dtype=str)["record_id"])
+    due = pd.to_datetime(register["target_date"]) <= pd.Timestamp("2026-11-01")
+    due &= register["record_id"].isin(linked_records)
+    assert due.any() and (~due).any()
+    assert (register["state"] == "completed").tolist() == due.tolist()

@@ -23,6 +23,7 @@ from hekta_redcap.followup.schedule import (
     worklist,
 )
 from hekta_redcap.followup.worklist import needing_action
+from hekta_redcap.registers.outcomes import Coverage
 
 D = dt.date
 OSLO = ZoneInfo("Europe/Oslo")
@@ -302,13 +303,14 @@ def test_register_follow_ups_need_no_contact() -> None:
 
 def test_the_register_follow_up_completes_when_deliveries_cover_month_18() -> None:
     """Randomised 15.01.2026: month 18 ends 14.07.2027, the day before the target date; the
-    study file names aa, fd_trygd and inntekt, so all three must reach it."""
+    study file names aa, fd_trygd and inntekt, so all three must reach it, and only for a
+    participant in the linkage key."""
     project = load_project("hekta", LIBRARY)
     year_end = D(2027, 12, 31)
 
-    def state(**until: dt.date | None) -> str:
-        covered = {"aa": year_end, "fd_trygd": year_end, "inntekt": year_end, **until}
-        work = worklist(project, _rows(), None, D(2027, 7, 20), "en", covered)
+    def state(linked: frozenset[str] = frozenset({"1"}), **until: dt.date | None) -> str:
+        ends = {"aa": year_end, "fd_trygd": year_end, "inntekt": year_end, **until}
+        work = worklist(project, _rows(), None, D(2027, 7, 20), "en", Coverage(ends, linked))
         return str(work[work["event"] == "register_18m_arm_1"].iloc[0]["state"])
 
     assert state() == "completed"
@@ -316,6 +318,7 @@ def test_the_register_follow_up_completes_when_deliveries_cover_month_18() -> No
     assert state(inntekt=D(2027, 7, 13)) == "overdue"  # a day short of month 18
     assert state(fd_trygd=None) == "overdue"  # nothing imported from FD-Trygd yet
     assert state(kpr=None) == "completed"  # a register the follow-up does not name
+    assert state(linked=frozenset({"2"})) == "overdue"  # declined linkage: no data come back
     before = worklist(project, _rows(), None, D(2027, 7, 20), "en")  # no coverage given
     assert before[before["event"] == "register_18m_arm_1"].iloc[0]["state"] == "overdue"
 

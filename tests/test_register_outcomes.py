@@ -17,6 +17,7 @@ from hekta_redcap.core.settings import Settings
 from hekta_redcap.definitions.registers import RegisterLayout, load_layouts
 from hekta_redcap.definitions.study import load_project
 from hekta_redcap.registers.outcomes import (
+    Coverage,
     coverage,
     endpoints,
     measures,
@@ -352,6 +353,6 @@ def test_participants_come_from_the_synced_rows_and_the_key() -> None:
 def test_coverage_before_any_import_creates_nothing(tmp_path: Path) -> None:
     settings = Settings({"HEKTA_REGISTER_DIR": str(tmp_path / "registers")})
     project = load_project("hekta", LIBRARY)
-    assert coverage(settings, project) == {}
+    assert coverage(settings, project) == Coverage()
     assert register_tables(settings, project, [18]) is None
     assert not (tmp_path / "registers").exists()

@@ -67,9 +67,9 @@ class Followup(Node):
     """A follow-up event's window. `complete` lists the forms that make it complete (all of
     them complete, or their survey submitted); empty means the event's surveys, unless
     `registers` names register sources (instruments/registers/): then the follow-up is complete
-    once each source's imported deliveries cover the participant's months up to the target
-    date (its day before, the end of month 18 for an 18-month target), and the forms listed
-    too."""
+    once each source's imported deliveries cover the months up to the target date (its day
+    before, the end of month 18 for an 18-month target) of a participant in the linkage key,
+    and the forms listed too."""
 
     event: str
     target: Offset

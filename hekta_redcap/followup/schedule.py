@@ -38,7 +38,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -66,6 +66,9 @@ from hekta_redcap.followup.channels import (
 from hekta_redcap.redcap import logic
 from hekta_redcap.redcap.logic_frame import evaluate_frame, truth
 from hekta_redcap.redcap.names import DAG, EVENT, REPEAT_INSTRUMENT
+
+if TYPE_CHECKING:  # only for annotations: the registers' module loads DuckDB
+    from hekta_redcap.registers.outcomes import Coverage
 
 COLUMNS = ("record_id", "event", "anchor_date", "target_date", "window_open", "window_close")
 # The worklist: the CSV contract first, then what the HTML, digest and reminders also use.
@@ -220,15 +223,14 @@ def completed(
     project: Project,
     rows: pd.DataFrame,
     followup: Followup,
-    coverage: Mapping[str, dt.date | None] | None = None,
+    coverage: Coverage | None = None,
 ) -> pd.Index:
     """The records whose follow-up forms are all complete at the follow-up's event (status
-    complete, or the survey submitted). A follow-up naming `registers` needs those registers'
-    deliveries to cover the participant's months up to its target date (`coverage`: the last
-    day each register's deliveries cover, as `registers.outcomes.coverage` reads it), and only
-    the forms it lists."""
+    complete, or the survey submitted). A follow-up naming `registers` needs a linked record
+    whose months up to its target date those registers' deliveries cover (`coverage`, as
+    `registers.outcomes.coverage` reads it; none given: none), and only the forms it lists."""
     if followup.registers:
-        covered = covered_records(project, rows, followup, coverage or {})
+        covered = covered_records(project, rows, followup, coverage)
         if not followup.complete:
             return covered
         return covered.intersection(_forms_complete(project, rows, followup), sort=False)
@@ -239,19 +241,20 @@ def covered_records(
     project: Project,
     rows: pd.DataFrame,
     followup: Followup,
-    coverage: Mapping[str, dt.date | None],
+    coverage: Coverage | None,
 ) -> pd.Index:
-    """The records whose months up to the follow-up's target date (the last is the day before
-    it: months 1..18 end the day before randomisation + 18 months) every register the
+    """The linked records whose months up to the follow-up's target date (the last is the day
+    before it: months 1..18 end the day before randomisation + 18 months) every register the
     follow-up names covers."""
-    ends = [coverage.get(source) for source in followup.registers]
-    if any(end is None for end in ends):
+    ends = [coverage.until.get(source) for source in followup.registers] if coverage else [None]
+    if coverage is None or any(end is None for end in ends):
         return pd.Index([], dtype=object)
     until = min(end for end in ends if end is not None)
     anchors = anchor_dates(project, rows)
     anchors = anchors[~anchors.index.duplicated()]
     last = pd.to_datetime(shift(anchors, followup.target)) - pd.Timedelta(days=1)
-    return pd.Index(anchors.index[(last <= pd.Timestamp(until)).to_numpy()].astype(str))
+    reached = (last <= pd.Timestamp(until)).to_numpy() & anchors.index.isin(coverage.linked)
+    return pd.Index(anchors.index[reached].astype(str))
 
 
 def _forms_complete(project: Project, rows: pd.DataFrame, followup: Followup) -> pd.Index:
@@ -332,12 +335,11 @@ def worklist(
     history: pd.DataFrame | None,
     as_of: dt.date,
     language: str = "nb",
-    coverage: Mapping[str, dt.date | None] | None = None,
+    coverage: Coverage | None = None,
 ) -> pd.DataFrame:
     """Every randomised participant's follow-ups with state and next action on `as_of` (a
     local date). `history` is the outbox (columns HISTORY, `at` the aware time of the send);
-    `coverage` the last day each register's deliveries cover (register follow-ups complete
-    by it; none given: none complete)."""
+    `coverage` what register follow-ups complete by (none given: none complete)."""
     policy = policy_of(project)
     frame = frame_of(rows, project, narrow=True)
     record_id = project.study.record_id

@@ -65,7 +65,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -283,13 +283,25 @@ def participants(
     )
 
 
-def coverage(settings: Settings, project: Project) -> dict[str, dt.date | None]:
-    """The last day each register's active deliveries cover, by source (none before the first
-    import: asking does not create the store)."""
+@dataclass(frozen=True)
+class Coverage:
+    """What the register follow-ups complete by: the last day each register's active
+    deliveries cover, and the records in the linkage key (only their data come back: one who
+    declined linkage never completes)."""
+
+    until: Mapping[str, dt.date | None] = field(default_factory=dict)
+    linked: frozenset[str] = frozenset()
+
+
+def coverage(settings: Settings, project: Project) -> Coverage:
+    """The registers' coverage (none before the first import: asking creates no store)."""
     if not settings.register_dir.is_dir():
-        return {}
+        return Coverage()
     store = RegisterStore.open(settings, project.root)
-    return {source: store.covered_until(source) for source in store.layouts}
+    until = {source: store.covered_until(source) for source in store.layouts}
+    if not any(until.values()):
+        return Coverage(until)
+    return Coverage(until, frozenset(read_key(settings.linkage_key).values()))
 
 
 # -- the panel ----------------------------------------------------------------------------------
