@@ -41,6 +41,7 @@ from hekta_redcap.core.errors import HektaError, Origin
 from hekta_redcap.core.logline import line
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.definitions.registers import RegisterLayout, RegisterVariable
+from hekta_redcap.registers.linkage import read_key
 from hekta_redcap.registers.schema import checks
 from hekta_redcap.registers.store import Delivery, RegisterStore, literal, quoted
 
@@ -189,7 +190,7 @@ def import_delivery(
         if earlier is not None:
             log.info(line("registers.import", source=source, status="unchanged"))
             return Imported(source, file, "unchanged", earlier)
-        known = _read_key(key_file)
+        known = set(read_key(key_file))
         with _duckdb(scratch, file) as con:
             reader = _Reader.open(con, layout, file, scratch, utf8)
             result = _check(con, layout, reader, known, window, lines)
@@ -307,22 +308,6 @@ def _transcode(file: Path, target: Path) -> Path:
         while block := source.read(BLOCK):
             out.write(block.decode("cp1252", errors="hekta-latin-1"))
     return target
-
-
-def _read_key(path: Path) -> set[str]:
-    """The serial numbers the linkage key holds (record_id;lopenr, as the linkage list
-    writes it)."""
-    if not path.is_file():
-        raise HektaError(
-            "no linkage key here: write it with `hekta-redcap registers linkage-list` or name "
-            "it with --key (HEKTA_LINKAGE_KEY)",
-            Origin(path),
-        )
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        rows = csv.DictReader(handle, delimiter=";")
-        if "lopenr" not in (rows.fieldnames or []):
-            raise HektaError("the linkage key has no column 'lopenr'", Origin(path, 1))
-        return {row["lopenr"].strip() for row in rows if row["lopenr"]}
 
 
 # --- reading -------------------------------------------------------------------------------
