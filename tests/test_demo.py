@@ -39,3 +39,38 @@ def test_the_demo_randomizes_through_the_module_and_its_audit_finds_the_tamperin
     ]
     assert (tmp_path / "out" / "audit" / "tampered" / "audit.html").is_file()
     assert (tmp_path / "out" / "export" / "manifest.json").is_file()
+    _registers(said, tmp_path / "out")
+
+
+def _registers(said: list[str], out: Path) -> None:
+    """The register steps: the linkage list (owner-only, outside the export), one delivery per
+    register imported with exactly its deliberate errors refused, the 18-month endpoint by arm
+    from the register tables, which the export then carries."""
+    linkage = [s for s in said if s.startswith("   Register linkage: ")]
+    assert linkage[0].startswith("   Register linkage: sync first: hekta:")
+    assert any("readable by you alone): " in s and " synthetic" in s for s in linkage)
+    assert "   Register linkage: to correct, not written: 0" in linkage
+    folder = out / "registers"
+    for private in (folder / "linkage-list.csv", folder / "keys" / "linkage-key.csv"):
+        assert private.stat().st_mode & 0o777 == 0o600
+    assert not any(p.name == "linkage-list.csv" for p in (out / "export").rglob("*"))
+    delivered = [s for s in said if s.startswith("   Register delivery ")]
+    assert [s.split()[2].rstrip(":") for s in delivered] == [
+        "aa",
+        "fd_trygd",
+        "inntekt",
+        "kpr",
+        "npr",
+    ]
+    assert all("with 4 deliberate errors" in s for s in delivered)
+    assert "   The import found 20 of the 20 deliberate delivery errors." in said
+    header = next(
+        n for n, s in enumerate(said) if s.startswith("   Register endpoint at 18 months")
+    )
+    arms = said[header + 1 : header + 3]
+    assert [s.split(":")[0] for s in arms] == [
+        "   | IPS (Individual Placement and Support)",
+        "   | Self-help package and course",
+    ]
+    assert all("competitive employment in months 1-18: " in s for s in arms)
+    assert any(s.startswith("   tables: ") and "register_outcomes" in s for s in said)

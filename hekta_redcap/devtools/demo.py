@@ -7,12 +7,15 @@ load a synthetic cohort into the trial project (each participant randomized thro
 randomization module), audit every randomization (clean, then after a deliberate tampering
 that the audit finds), run one daemon cycle (sync, validation and a
 reminder pass into a file outbox) and summarise what it found: records pulled, data problems
-(with the HTML report), scores, the nurses' follow-up worklist and the reminders it sends; then
-write the analysts' long export with its codebook, CONSORT flow diagram and manifest.
+(with the HTML report), scores, the nurses' follow-up worklist and the reminders it sends; link
+the cohort to the registers (the linkage list, one synthetic delivery per register imported with
+its deliberate errors reported, the 18-month register endpoint by arm); then write the analysts'
+long export with its codebook, CONSORT flow diagram and manifest.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import shutil
 from collections import Counter
@@ -28,11 +31,13 @@ from hekta_redcap.compile.dictionary import compile_project
 from hekta_redcap.core.clock import local, now
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Settings, token_variable
+from hekta_redcap.data import sync
 from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.scoring import score_all
 from hekta_redcap.definitions.study import Project, available_projects, load_project
 from hekta_redcap.devtools.cohort import Allocate, Cohort, generate
 from hekta_redcap.devtools.provision import provision
+from hekta_redcap.devtools.registers import deliveries
 from hekta_redcap.devtools.sandbox.allocation import backdate, edit_in_form, project_of, upload
 from hekta_redcap.devtools.sandbox.server import SandboxServer, running
 from hekta_redcap.followup import worklist as lists
@@ -50,6 +55,15 @@ from hekta_redcap.randomization.seeds import Seeds, write_seed_file
 from hekta_redcap.randomization.tables import TABLES, read_table, summary_table, write_tables
 from hekta_redcap.redcap.dictionary import write_csv
 from hekta_redcap.redcap.names import EVENT, REPEAT_INSTRUMENT
+from hekta_redcap.registers.delivery import import_delivery
+from hekta_redcap.registers.linkage import read_key, write_linkage_list
+from hekta_redcap.registers.outcomes import (
+    ANY_COMPETITIVE,
+    ARM,
+    COMPLETE,
+    MONTHS_EMPLOYED,
+    register_tables,
+)
 from hekta_redcap.validation.report import overview, overview_line
 
 TRIAL = "hekta"
@@ -60,6 +74,10 @@ DEMO_SEEDS = Seeds(
     hashlib.sha256(b"hekta-redcap demo: production").digest(),
 )
 SUMMARY_SCORES = ("audit_total", "dudit_total", "hscl10_mean", "phq9_total", "swls_total")
+# How the demo's deliveries come: CSV, in Latin-1 where older systems write it, or Stata.
+DELIVERY_SUFFIX = {"fd_trygd": ".dta"}
+LATIN_1 = ("npr", "kpr")
+ENDPOINT_MONTHS = 18
 
 
 def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str], None]) -> None:
@@ -93,12 +111,19 @@ def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str],
         provision(server, projects, env_file)
         outbox = output / "outbox"
         shutil.rmtree(outbox, ignore_errors=True)
+        registers = output / "registers"
+        shutil.rmtree(registers, ignore_errors=True)
         settings = Settings.load(
             (env_file,),
             {  # every message goes to a file: nothing leaves the machine
                 "HEKTA_STORE": str(store),
                 "HEKTA_OUTBOX_DIR": str(outbox),
                 "HEKTA_DIGEST_TO": "studiesykepleier@example.org",
+                # the register store and the linkage key apart, outside the export folder;
+                # the cohort's identity numbers are synthetic ones (month + 80)
+                "HEKTA_REGISTER_DIR": str(registers / "store"),
+                "HEKTA_LINKAGE_KEY": str(registers / "keys" / "linkage-key.csv"),
+                "HEKTA_ALLOW_SYNTHETIC_IDS": "1",
             },
         )
         for project in projects:
@@ -107,7 +132,9 @@ def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str],
         say(f"   Project URL and tokens are in {env_file} (tokens are never printed).")
         trial = next(p for p in projects if p.name == TRIAL)
         table = _allocation_tables(server, settings, trial, output, say)
-        cohort = generate(trial, COHORT_SIZE, seed=1, allocate=_module(trial, table))
+        cohort = generate(
+            trial, COHORT_SIZE, seed=1, allocate=_module(trial, table), synthetic_ids=True
+        )
         api = Gateway.open(settings, TRIAL)
         loaded = cohort.load(
             redcap.Project(server.url, settings.token(TRIAL).reveal()),
@@ -125,6 +152,7 @@ def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str],
         _problems(settings, cohort, say)
         _scores(settings, trial, say)
         _followups(settings, trial, output, say)
+        _registers(settings, trial, cohort, root, registers, say)
     _export(settings, trial, output, say)
 
 
@@ -218,6 +246,78 @@ def _audit(
     found = run_audit(settings, project, table, output / "audit" / "tampered", "en")
     for line in found.text().splitlines()[:2]:
         say(f"   Randomization audit: {line}")
+
+
+def _registers(
+    settings: Settings,
+    project: Project,
+    cohort: Cohort,
+    root: Path,
+    folder: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Register linkage as a data manager does it: sync, the linkage list of those who
+    consented (its key apart), one synthetic delivery per register back, each imported with
+    its deliberate errors reported by line; then the 18-month register endpoint by arm."""
+    say(f"   Register linkage: sync first: {sync.run(settings, project.name).summary()}")
+    linkage = write_linkage_list(
+        settings, project, folder / "linkage-list.csv", settings.linkage_key
+    )
+    for line in linkage.text().splitlines():
+        say(f"   Register linkage: {line}")
+    key = {record: lopenr for lopenr, record in read_key(settings.linkage_key).items()}
+    until = local(now()).date().replace(day=1) - dt.timedelta(days=1)
+    found = listed = 0
+    for source, delivery in deliveries(cohort, key, until, seed=1).items():
+        suffix = DELIVERY_SUFFIX.get(source, ".csv")
+        encoding = "latin-1" if source in LATIN_1 else "utf-8"
+        path = delivery.write(folder / "deliveries" / f"{source}{suffix}", encoding=encoding)
+        start, end = delivery.period
+        say(
+            f"   Register delivery {source}: {len(delivery.rows)} rows for {len(key)} serial "
+            f"numbers, {start} to {end}, with {len(delivery.errors)} deliberate errors -> {path}"
+        )
+        imported = import_delivery(
+            settings, root, source, path, settings.linkage_key, delivery.period_text, None
+        )
+        shown = imported.text().splitlines()[:2] + [
+            p.text(imported.unit) for p in imported.problems
+        ]
+        for line in shown:  # the summary, then each refused row (the counts by reason left out)
+            say(f"   Register import: {line}")
+        where = {(p.line, p.column) for p in imported.problems}
+        wanted = {(e.line if suffix == ".csv" else e.row, e.column) for e in delivery.errors}
+        found, listed = found + len(where & wanted), listed + len(wanted)
+    say(f"   The import found {found} of the {listed} deliberate delivery errors.")
+    _endpoint(settings, project, say)
+
+
+def _endpoint(settings: Settings, project: Project, say: Callable[[str], None]) -> None:
+    """The 18-month register endpoint by arm, from the register tables the export carries:
+    for those whose registers cover months 1-18 (the others are censored: randomized less
+    than 18 months before the deliveries end)."""
+    registered = register_tables(settings, project, [ENDPOINT_MONTHS])
+    if registered is None:
+        raise HektaError("the demo imported no register delivery")
+    outcomes = registered.endpoints
+    complete = outcomes[outcomes[COMPLETE]]
+    say(
+        f"   Register endpoint at {ENDPOINT_MONTHS} months, by arm ({len(complete)} of "
+        f"{len(outcomes)} randomized participants have registers covering months "
+        f"1-{ENDPOINT_MONTHS}; the others are censored):"
+    )
+    design = design_of(project)
+    instrument, target = project.field_map()[design.target]
+    labels = {c.code: instrument.choice_label(c, "en") for c in instrument.choices_of(target)}
+    for arm, group in complete.groupby(ARM, sort=True):
+        competitive = int(group[ANY_COMPETITIVE].sum())
+        say(
+            f"   | {labels.get(str(arm), arm)}: {len(group)} participants; competitive "
+            f"employment in months 1-{ENDPOINT_MONTHS}: {competitive} "
+            f"({competitive / len(group):.0%}); months employed: mean "
+            f"{group[MONTHS_EMPLOYED].mean():.1f}; income in months 1-{ENDPOINT_MONTHS}: mean NOK "
+            f"{group['income_total'].mean():,.0f}"
+        )
 
 
 def _export(settings: Settings, project: Project, output: Path, say: Callable[[str], None]) -> None:
