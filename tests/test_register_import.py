@@ -172,6 +172,34 @@ def test_numbers_and_ranges_are_checked(settings: Settings, key: Path, tmp_path:
     assert pd.isna(row["sluttdato"])
 
 
+def test_a_relationship_overlapping_the_period_belongs_to_it(
+    settings: Settings, key: Path, tmp_path: Path
+) -> None:
+    """Aa delivers the relationships active in the period: one that began before it and goes
+    on, or ended inside it, is the period's; one that ended before it or begins after is not."""
+    header = "lopenr;arbeidsforhold_id;orgnr;arbeidsforholdtype;startdato;sluttdato;"
+    header += "stillingsprosent;avtalte_timer;yrkeskode"
+    job = "10000001;{id};123456789;ordinaertArbeidsforhold;{start};{end};100;37,5;"
+    file = delivery(
+        tmp_path,
+        "aa.csv",
+        [
+            header,
+            job.format(id="B1", start="2019-05-01", end=""),  # ongoing since before
+            job.format(id="B2", start="2023-06-01", end="2024-02-29"),  # ends inside
+            job.format(id="B3", start="2022-01-01", end="2023-12-31"),  # 4: ended before
+            job.format(id="B4", start="2025-01-01", end=""),  # 5: begins after
+        ],
+    )
+    result = run(settings, key, file, "aa")
+    assert problems(result) == [
+        (4, "startdato", "outside the period", ""),
+        (5, "startdato", "outside the period", ""),
+    ]
+    kept = RegisterStore.open(settings).rows("aa")
+    assert sorted(kept["arbeidsforhold_id"]) == ["B1", "B2"]
+
+
 def test_whole_numbers_in_an_adapted_layout(
     settings: Settings, key: Path, tmp_path: Path, library: Path
 ) -> None:

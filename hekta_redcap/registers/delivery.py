@@ -606,10 +606,18 @@ def _check(
                 (f"{value} NOT IN (SELECT serial FROM _keys)", UNKNOWN_SERIAL, v.name)
             )
     if window is not None:
+        end = layout.column("end")
         for name in layout.period:
             since, until = window
             start = since if layout.variable(name).type == "date" else since.replace(day=1)
             inside = f"{quoted(name)} BETWEEN DATE '{start}' AND DATE '{until}'"
+            if end is not None and name == layout.column("start"):
+                # a relationship, episode or spell is in the period when it overlaps it: one
+                # that began before and goes on (blank end) or ends inside belongs there too
+                inside = (
+                    f"{quoted(name)} <= DATE '{until}' "
+                    f"AND ({quoted(end)} IS NULL OR {quoted(end)} >= DATE '{start}')"
+                )
             conditions.append((f"NOT ({inside})", OUTSIDE, name))
     problem = " ".join(f"WHEN {c} THEN {_problem(r, n)}" for c, r, n in conditions)
     typed = ", ".join(
