@@ -76,6 +76,7 @@ def validate_command(
                     links=validation.entry_links(settings, loaded),
                     source=str(input_file),
                     accepted=store.acceptances(project),  # the values people checked
+                    allow_synthetic_ids=settings.allow_synthetic_ids,
                 )
     except HektaError as exc:
         click.echo(f"error: {exc}", err=True)
