@@ -19,9 +19,9 @@ health and somatic care); and primary-care contacts. Nothing after a death, noth
 not in the key (who declined linkage).
 
 With `errors=True` each delivery holds one row of each kind in `ERROR_KINDS` (an unknown serial
-number, a code not in the layout, a date before the delivery's period, a duplicate row), listed
-in `Delivery.errors` so that a test can check the import finds exactly them. The same arguments
-give the same rows. `write_contacts` writes a population's worth of primary-care contacts
+number, a code not in the layout, a row wholly before the delivery's period, a duplicate row),
+listed in `Delivery.errors` so that a test can check the import finds exactly them. The same
+arguments give the same rows. `write_contacts` writes a population's worth of primary-care contacts
 straight to CSV for the benchmark.
 
     >>> made = deliveries(cohort, key, until=dt.date(2026, 10, 31), seed=1)
@@ -634,8 +634,9 @@ def _add_errors(
     rng: random.Random,
 ) -> list[tuple[Row, str, str]]:
     """One row of each kind of error the layout allows, each in a row of its own: a serial
-    number not in the key, a code not in the layout, a period date before the period, and a
-    copy of a row right after it (the copy is the error). Returns each erroneous row with its
+    number not in the key, a code not in the layout, a row wholly before the period (its
+    period date, and its end where it has one), and a copy of a row right after it (the copy
+    is the error). Returns each erroneous row with its
     column and kind. The rows are chosen in the order the participants' lives were simulated,
     not by serial number, so that a linkage key's random serial numbers change where the
     errors are, not which rows hold them."""
@@ -663,6 +664,11 @@ def _add_errors(
                 column = variable.name
                 before = period[0] - relativedelta(months=rng.randint(1, 12))
                 row[column] = before.replace(day=1) if variable.type == "month" else before
+                end = layout.column("end")
+                if end is not None and column == layout.column("start"):
+                    # a relationship, episode or spell is in the period when it overlaps it:
+                    # this one ends before the period too
+                    row[end] = before + dt.timedelta(days=rng.randint(0, 14))
             case _:
                 column = "+".join(layout.unique)
                 at = next(n for n, r in enumerate(rows) if r is row)
