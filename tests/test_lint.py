@@ -717,6 +717,22 @@ CASES = [
         anchor="  date_field: rand_by",
     ),
     Case(
+        "register-linkage-field",
+        [(STUDY, "  national_id: national_id", "  national_id: fnr")],
+        "register-linkage",
+        "field 'fnr' does not exist",
+        file=STUDY,
+        anchor="  national_id: fnr",
+    ),
+    Case(
+        "register-linkage-consent-type",
+        [(STUDY, "  consent: consent_registers", "  consent: consent_date")],
+        "register-linkage",
+        "field 'consent_date' must be a yes/no field",
+        file=STUDY,
+        anchor="  consent: consent_date",
+    ),
+    Case(
         "form-name-mismatch",
         [(AUDIT, "form: audit\n", "form: audit2\n")],
         "load",

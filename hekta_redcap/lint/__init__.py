@@ -44,7 +44,7 @@ from hekta_redcap.lint.definitions import DEFINITION_RULES
 from hekta_redcap.lint.design import DESIGN_RULES
 from hekta_redcap.lint.followup import FOLLOWUP_RULES
 from hekta_redcap.lint.randomization import RANDOMIZATION_RULES
-from hekta_redcap.lint.registers import lint_layouts
+from hekta_redcap.lint.registers import REGISTER_RULES, lint_layouts
 
 __all__ = ["Finding", "lint_all", "lint_project", "project_context"]
 RULES = [
@@ -53,6 +53,7 @@ RULES = [
     *FOLLOWUP_RULES,
     *DATA_QUALITY_RULES,
     *RANDOMIZATION_RULES,
+    *REGISTER_RULES,
 ]
 
 

@@ -12,9 +12,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from hekta_redcap.compile.checks import DictionaryContext
 from hekta_redcap.core.errors import DefinitionError, Origin
 from hekta_redcap.core.findings import Finding, Report
 from hekta_redcap.definitions.registers import REGISTERS_DIR, RegisterLayout, load_layout
+from hekta_redcap.definitions.study import Project
 
 # A name is a Parquet column, a DuckDB identifier and a Stata variable; names the store adds
 # itself, or that begin with an underscore (the import's own columns), cannot be used.
@@ -145,3 +147,24 @@ def lint_layouts(root: Path) -> list[Finding]:
         for rule in LAYOUT_RULES:
             rule(report, layout)
     return report.findings
+
+
+def _linkage(report: Report, project: Project, ctx: DictionaryContext) -> None:
+    """The study's register_linkage names a text field marked as an identifier (the national
+    identity number) and a yes/no consent."""
+    linkage = project.study.register_linkage
+    if linkage is None:
+        return
+    fields = project.field_map()
+    wanted = (("national_id", ("text",), True), ("consent", ("yesno",), False))
+    for key, types, identifier in wanted:
+        name = getattr(linkage, key)
+        found = fields.get(name)
+        if found is None:
+            report.error("register-linkage", f"field '{name}' does not exist", linkage.origin(key))
+        elif found[1].type not in types or (identifier and not found[1].identifier):
+            kind = "a text field marked identifier: true" if identifier else "a yes/no field"
+            report.error("register-linkage", f"field '{name}' must be {kind}", linkage.origin(key))
+
+
+REGISTER_RULES: list[Callable[[Report, Project, DictionaryContext], None]] = [_linkage]
