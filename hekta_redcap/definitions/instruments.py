@@ -217,6 +217,15 @@ class Instrument(Node):
             ]
         return field.choices or []
 
+    def codes_of(self, field: Field) -> list[str] | None:
+        """The codes a single-choice field stores (yes/no and true/false: 0 and 1); None for
+        other fields."""
+        if field.type in ("yesno", "truefalse"):
+            return ["0", "1"]
+        if field.type in ("radio", "dropdown"):
+            return [c.code for c in self.choices_of(field)]
+        return None
+
     @property
     def overlay_missing(self) -> bool:
         """A codes_only instrument whose licensed text has not been installed at this site."""

@@ -30,7 +30,6 @@ from hekta_redcap.core.errors import DefinitionError, HektaError, Origin
 from hekta_redcap.definitions.instruments import (
     Cutoff,
     Derived,
-    Field,
     Instrument,
     Score,
     StructuralZero,
@@ -199,7 +198,7 @@ class _Data:
             rows, distinct = pd.factorize(frame[name], use_na_sentinel=False)
             stored = pd.Series(distinct, dtype=object).astype("string").fillna("")
             blank = stored.str.strip().eq("") | stored.isin(missing_codes)
-            codes = _codes(instrument, field)
+            codes = instrument.codes_of(field)  # None: numeric text, calc, slider
             unread = blank | ~stored.isin(codes) if codes is not None else blank
             numbers = pd.to_numeric(stored.mask(unread), errors="coerce").astype("Float64")
             wrong = (~blank & numbers.isna()).to_numpy()[rows]
@@ -248,15 +247,6 @@ class _Data:
 
 def _allowed(codes: list[str] | None) -> str:
     return f"one of its codes ({', '.join(codes)})" if codes is not None else "a number"
-
-
-def _codes(instrument: Instrument, field: Field) -> list[str] | None:
-    """A field's valid stored codes; None for numeric text, calc and slider fields."""
-    if field.type in ("yesno", "truefalse"):
-        return ["0", "1"]
-    if field.type in ("radio", "dropdown"):
-        return [c.code for c in instrument.choices_of(field)]
-    return None
 
 
 def _row(index: pd.Index, position: int) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from hekta_redcap.compile.checks import DictionaryContext
 from hekta_redcap.core.findings import Report
 from hekta_redcap.definitions.study import Project
-from hekta_redcap.randomization.design import CHOICE_TYPES, choice_codes
+from hekta_redcap.randomization.design import STRATUM_TYPES
 from hekta_redcap.redcap import logic
 
 RULE = "randomization"
@@ -49,7 +49,7 @@ def _randomization(report: Report, project: Project, ctx: DictionaryContext) -> 
         if target.type not in ("radio", "dropdown"):
             error(f"target '{spec.target}' must be a radio or dropdown field", "target")
         else:
-            codes = choice_codes(inst, target)
+            codes = inst.codes_of(target) or []
             arms = [arm.code for arm in spec.arms]
             if sorted(arms) != sorted(codes) or len(set(arms)) != len(arms):
                 error(f"arms {arms} must be the target's choice codes {codes}, each once", "arms")
@@ -95,7 +95,7 @@ def _randomization(report: Report, project: Project, ctx: DictionaryContext) -> 
             error("the target cannot be a stratum", "strata", i)
         elif stratum_field is not None and at_event(stratum_field, "strata", i):
             inst, field = fields[stratum_field]
-            if field.type not in CHOICE_TYPES or not choice_codes(inst, field):
+            if field.type not in STRATUM_TYPES or not inst.codes_of(field):
                 error(
                     f"stratum '{stratum.field}' must be a multiple-choice field "
                     "(radio, dropdown, yes/no or true/false)",

@@ -12,29 +12,20 @@ levels), in the order the allocation table lists them.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 from hekta_redcap.core.errors import DefinitionError
-from hekta_redcap.definitions.instruments import Field, Instrument
 from hekta_redcap.definitions.study import Project, Randomization, Stratum
 from hekta_redcap.redcap.names import DAG
 
-CHOICE_TYPES = ("radio", "dropdown", "yesno", "truefalse")  # what REDCap stratifies by
+STRATUM_TYPES = ("radio", "dropdown", "yesno", "truefalse")  # what REDCap stratifies by
 
 
 def factor_name(stratum: Stratum) -> str:
     """The stratum's column in the allocation table and the export: the field, or REDCap's
     data access group column."""
     return stratum.field or DAG
-
-
-def choice_codes(instrument: Instrument, field: Field) -> list[str]:
-    """The stored codes of a multiple-choice field (none for other types)."""
-    if field.type in ("yesno", "truefalse"):
-        return ["0", "1"]
-    if field.type in ("radio", "dropdown"):
-        return [c.code for c in instrument.choices_of(field)]
-    return []
 
 
 @dataclass(frozen=True)
@@ -73,7 +64,7 @@ class Design:
         """Planned enrolment per stratum with the margin (the table fills whole blocks on
         top of this)."""
         planned = self.spec.planned
-        return int(planned.per_stratum * (1 + planned.margin) + 0.999999)
+        return math.ceil(planned.per_stratum * (1 + planned.margin))
 
 
 def design_of(project: Project) -> Design:
@@ -89,7 +80,8 @@ def design_of(project: Project) -> Design:
     levels: dict[str, list[str]] = {}
     for stratum in spec.strata:
         if stratum.field is not None and stratum.field in fields:
-            levels[stratum.field] = choice_codes(*fields[stratum.field])
+            instrument, field = fields[stratum.field]
+            levels[stratum.field] = instrument.codes_of(field) or []
         elif stratum.dag is not None:
             levels[DAG] = list(stratum.dag)
     return Design(spec, levels, spec.event)
