@@ -19,7 +19,8 @@ import datetime as dt
 import hashlib
 import shutil
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +40,7 @@ from hekta_redcap.devtools.cohort import Allocate, Cohort, generate
 from hekta_redcap.devtools.provision import provision
 from hekta_redcap.devtools.registers import deliveries
 from hekta_redcap.devtools.sandbox.allocation import backdate, edit_in_form, project_of, upload
+from hekta_redcap.devtools.sandbox.models import ProjectModel
 from hekta_redcap.devtools.sandbox.server import SandboxServer, running
 from hekta_redcap.followup import worklist as lists
 from hekta_redcap.followup.channels import FileOutbox
@@ -173,9 +175,7 @@ def _allocation_tables(
     write_seed_file(seed_file, DEMO_SEEDS)
     written = write_tables(project, target / "tables", seed_file)
     table = target / "tables" / TABLES["development"]
-    with server.store.transaction() as conn:
-        token = settings.token(project.name).reveal()
-        model = project_of(conn, token, token_variable(project.name), server.data_dir)
+    with _on_server(server, settings, project.name) as model:
         randomization, slots = upload(model, table, production=False)
     say(
         f"5. Allocation tables for {project.name} in {target / 'tables'} (stratified permuted "
@@ -184,6 +184,15 @@ def _allocation_tables(
     for line in summary_table(written.design, written.runs):
         say(f"   | {line}")
     return table
+
+
+@contextmanager
+def _on_server(server: SandboxServer, settings: Settings, project: str) -> Iterator[ProjectModel]:
+    """The project on the local server, in one transaction: what a person does on REDCap's
+    own pages (setup, upload, the data entry form), which the API cannot."""
+    with server.store.transaction() as conn:
+        token = settings.token(project).reveal()
+        yield project_of(conn, token, token_variable(project), server.data_dir)
 
 
 def _module(project: Project, table: Path) -> Allocate:
@@ -212,9 +221,7 @@ def _backdate(server: SandboxServer, settings: Settings, project: Project, cohor
         for row in cohort.rows
         if row.get(date_field) and not row[REPEAT_INSTRUMENT]
     }
-    with server.store.transaction() as conn:
-        token = settings.token(TRIAL).reveal()
-        model = project_of(conn, token, token_variable(TRIAL), server.data_dir)
+    with _on_server(server, settings, project.name) as model:
         for record, day in days.items():
             backdate(model, record, day)
 
@@ -235,9 +242,7 @@ def _audit(
     record = cohort.participants[len(cohort.participants) // 2]
     design = design_of(project)
     other = next(code for code in design.arms if code != cohort.groups[record])
-    with server.store.transaction() as conn:
-        token = settings.token(project.name).reveal()
-        model = project_of(conn, token, token_variable(project.name), server.data_dir)
+    with _on_server(server, settings, project.name) as model:
         edit_in_form(model, record, design.event or "", design.target, other, "admin")
     say(
         f"   Deliberate tampering: record {record}'s {design.target} changed from "

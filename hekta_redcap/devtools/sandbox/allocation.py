@@ -150,18 +150,5 @@ def edit_in_form(
     refuses to change a randomized record's group; an administrator's form does not), with
     the form's log entry."""
     found = model.event(event)
-    key = (record, found.event_id if found else 0, "", 0)
-    row = model.get_row(key)
-    row.values[field] = value
-    model.save_row(row)
-    when = now()
-    model.touch_record(record, when)
-    model.log(
-        user,
-        f"Update record {record}",
-        f"{field} = '{value}'",
-        kind="record_edit",
-        record=record,
-        event=event,
-        when=when,
-    )
+    event_id = found.event_id if found else 0
+    model.set_value(record, event_id, field, value, user, "Update record", now())

@@ -575,6 +575,26 @@ class ProjectModel:
             (self.project_id, *row.key, orjson.dumps(row.values).decode()),
         )
 
+    def set_value(
+        self, record: str, event_id: int, field: str, value: str, user: str, action: str, when: str
+    ) -> None:
+        """Set one value of a record's (non-repeating) row at an event and log it as REDCap
+        logs a data change: `<action> <record>` with `field = 'value'`."""
+        row = self.get_row((record, event_id, "", 0))
+        row.values[field] = value
+        self.save_row(row)
+        self.touch_record(record, when)
+        event = self.event_by_id(event_id)
+        self.log(
+            user,
+            f"{action} {record}",
+            f"{field} = '{value}'",
+            kind="record_edit",
+            record=record,
+            event=event.unique_event_name if event else None,
+            when=when,
+        )
+
     def delete_rows(self, record: str, event_id: int | None = None) -> int:
         """Delete a record's rows (in one event when given) with the files they hold."""
         where = "project_id = ? AND record = ?"

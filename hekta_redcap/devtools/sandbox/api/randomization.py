@@ -57,20 +57,9 @@ def randomize(call: Call) -> Reply:
     if value is None:
         shown = ", ".join(f"{name} = '{code}'" for name, code in named)
         raise ApiError(NO_SLOT.format(record=record, strata=shown))
-    target, event_id = randomization.target, randomization.target_event
-    row = model.get_row((record, event_id, "", 0))
-    row.values[target] = value
-    model.save_row(row)
-    model.touch_record(record, when)
-    event = model.event_by_id(event_id)
-    model.log(
-        call.u.username,
-        f"Randomize record {record}",
-        f"{target} = '{value}'",
-        kind="record_edit",
-        record=record,
-        event=event.unique_event_name if event else None,
-        when=when,
+    target = randomization.target
+    model.set_value(
+        record, randomization.target_event, target, value, call.u.username, "Randomize record", when
     )
     reply = {"record": record, "target_field": target, "target_value": value}
     if params.flag("returnAlt"):
