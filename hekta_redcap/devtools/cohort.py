@@ -697,14 +697,7 @@ class _Builder:
 
     @staticmethod
     def _resolver(row: dict[str, str]) -> Callable[[logic.Ref], str]:
-        def resolve(ref: logic.Ref) -> str:
-            if ref.field is None:
-                return ""
-            if ref.code is not None:
-                return row.get(checkbox_column(ref.field, ref.code), "0")
-            return row.get(ref.field, "")
-
-        return resolve
+        return lambda ref: logic.value_in(row, ref)
 
     def _ticks(self, item: _Item) -> dict[str, str]:
         """A checkbox's option columns: one to three options, or the exclusive one alone."""

@@ -36,7 +36,6 @@ from hekta_redcap.gateway import EXPORT, Gateway, Refused, Unavailable
 from hekta_redcap.gateway.replies import ALREADY_RANDOMIZED
 from hekta_redcap.randomization.design import Design, design_of
 from hekta_redcap.redcap import logic
-from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.redcap.names import EVENT, REPEAT_INSTRUMENT
 
 logger = logging.getLogger("hekta_redcap.randomization")
@@ -130,11 +129,7 @@ def _resolver(rows: dict[str | None, Row], event: str | None) -> Callable[[logic
     """Logic references read from the record's rows (the design's event unless named)."""
 
     def resolve(ref: logic.Ref) -> str:
-        row = rows.get(ref.event or event, {})
-        name = ref.field or ""
-        if ref.code is not None:
-            return "1" if row.get(checkbox_column(name, ref.code)) == "1" else "0"
-        return str(row.get(name, ""))
+        return logic.value_in(rows.get(ref.event or event, {}), ref)
 
     return resolve
 

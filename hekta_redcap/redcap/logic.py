@@ -46,7 +46,7 @@ import math
 import operator
 import re
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Context, Decimal
@@ -55,6 +55,8 @@ from typing import cast
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+
+from hekta_redcap.redcap.fieldtypes import checkbox_column
 
 
 class LogicError(ValueError):
@@ -455,6 +457,16 @@ def walk(node: Node) -> Iterator[Node]:
             children = ()
     for child in children:
         yield from walk(child)
+
+
+def value_in(row: Mapping[str, str], ref: Ref) -> str:
+    """A plain reference's value in one export row (a checkbox option `[cb(2)]` is its
+    column, "0" when unticked or absent; smart variables are blank)."""
+    if ref.field is None:
+        return ""
+    if ref.code is not None:
+        return "1" if row.get(checkbox_column(ref.field, ref.code)) == "1" else "0"
+    return str(row.get(ref.field, ""))
 
 
 def references(node: Node) -> list[Ref]:
