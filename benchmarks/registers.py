@@ -10,7 +10,9 @@ then times:
   into a table, and straight to Parquet without keeping the row order (the floor: the import
   ends in Parquet too, written the same way);
 - `import_delivery`: reading, checking every row against the layout and the key, and keeping
-  the delivery in the register store with its provenance;
+  the delivery in the register store with its provenance; for the clean delivery (one
+  streaming pass) and for a copy with ten rejected rows at its end (the worst case: the
+  streaming pass stops at the first, then the full check reads the file again, in order);
 - the panel (`outcomes.panel`) of the 50,000 over months -24..120 from the stored delivery.
 
 It prints rows, seconds, the import's ratio to DuckDB's reader (target: at most 1.5x) and each
@@ -18,9 +20,11 @@ step's peak memory. Every step, writing the delivery too, runs in a fresh proces
 imports only the standard library: a process's peak resident set (`ru_maxrss`) survives into
 the processes it starts, so each step's figure is its own. Each process imports DuckDB and the
 toolkit before the clock starts (the first row: what that alone holds). `--rows` keeps a run small;
-the figures are printed, nothing is asserted.
+`--repeat` runs the reader and import steps that many times, interleaved, and prints each
+one's median (a shared machine's load comes and goes); the figures are printed, nothing is
+asserted.
 
-    .venv/bin/python benchmarks/registers.py [--rows 10000000] [--people 50000]
+    .venv/bin/python benchmarks/registers.py [--rows 10000000] [--people 50000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import csv
 import datetime as dt
 import multiprocessing
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -110,11 +115,22 @@ def duckdb_read(path: Path, target: Path | None) -> int:
         return int(con.execute(f"SELECT count(*) FROM '{target}'").fetchall()[0][0])
 
 
+def with_errors(path: Path, target: Path, serials: list[str]) -> Path:
+    """A copy of the delivery with ten rows it rejects at its end: unknown serial numbers."""
+    shutil.copyfile(path, target)
+    with target.open("a", encoding="ascii", newline="") as out:
+        out.writelines(f"99{n:06d};X{n};01.01.2021;FL;1;A01\r\n" for n in range(10))
+    assert not {f"99{n:06d}" for n in range(10)} & set(serials)
+    return target
+
+
 def run_import(root: Path, path: Path, key: Path) -> str:
     from hekta_redcap.core.settings import Settings
     from hekta_redcap.registers.delivery import import_delivery
 
-    settings = Settings.load((), {"HEKTA_REGISTER_DIR": str(root / "store")})
+    store = root / "store"
+    shutil.rmtree(store, ignore_errors=True)  # each run imports into an empty store
+    settings = Settings.load((), {"HEKTA_REGISTER_DIR": str(store)})
     period = f"{PERIOD[0].isoformat()}:{PERIOD[1].isoformat()}"
     imported = import_delivery(settings, None, SOURCE, path, key, period, None)
     return imported.text().splitlines()[0]
@@ -150,6 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--people", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -157,10 +174,19 @@ def main() -> None:
         size = path.stat().st_size / 1e6
         print(f"KPR delivery: {args.rows:,} rows for {args.people:,} serial numbers, "
               f"{size:,.0f} MB of CSV (written in {seconds:.1f} s)")  # fmt: skip
+        faulty = with_errors(path, root / "kpr-with-errors.csv", people)
         baseline = in_child(toolkit_imported)
-        table = in_child(duckdb_read, path, None)
-        parquet = in_child(duckdb_read, path, root / "floor.parquet")
-        imported = in_child(run_import, root, path, key)
+        steps: dict[str, Callable[[], tuple[float, float, Any]]] = {
+            "table": lambda: in_child(duckdb_read, path, None),
+            "parquet": lambda: in_child(duckdb_read, path, root / "floor.parquet"),
+            "faulty": lambda: in_child(run_import, root / "faulty", faulty, key),
+            "imported": lambda: in_child(run_import, root, path, key),
+        }
+        runs: dict[str, list[tuple[float, float, Any]]] = {name: [] for name in steps}
+        for _ in range(args.repeat):
+            for name, step in steps.items():
+                runs[name].append(step())
+        table, parquet, faulty_run, imported = (median(runs[name]) for name in steps)
         built = in_child(build_panel, root, people)
     print(f"  {'step':<44} {'rows':>12} {'seconds':>8} {'peak MB':>8}")
     for name, (seconds, peak, rows) in (
@@ -168,15 +194,25 @@ def main() -> None:
         ("DuckDB read_csv into a table", table),
         ("DuckDB read_csv to Parquet (the floor)", parquet),
         ("import_delivery (checked, stored)", (*imported[:2], args.rows)),
+        ("import_delivery, 10 rejected rows at the end", (*faulty_run[:2], args.rows + 10)),
         ("outcomes.panel, months -24..120", built),
     ):
         counted = f"{rows:,}" if rows else ""
         print(f"  {name:<44} {counted:>12} {seconds:>8.1f} {peak:>8.0f}")
     print(f"  import: {imported[2]}")
+    each = "; ".join(f"{n} " + ", ".join(f"{r[0]:.1f}" for r in rs) for n, rs in runs.items())
+    print(f"  seconds of each run: {each}")
     print(
         f"  import / DuckDB to Parquet: {imported[0] / parquet[0]:.2f}x; "
-        f"/ DuckDB into a table: {imported[0] / table[0]:.2f}x (target: at most 1.5x)"
+        f"/ DuckDB into a table: {imported[0] / table[0]:.2f}x (target: at most 1.5x); "
+        f"with rejected rows: {faulty_run[0] / parquet[0]:.2f}x"
     )
+
+
+def median(runs: list[tuple[float, float, Any]]) -> tuple[float, float, Any]:
+    """The run of median seconds (of an even number, the faster middle one)."""
+    ranked = sorted(runs, key=lambda r: r[0])
+    return ranked[(len(ranked) - 1) // 2]
 
 
 if __name__ == "__main__":

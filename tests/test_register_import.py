@@ -145,6 +145,57 @@ def test_each_rejected_row_is_listed_at_its_line(
     ]
 
 
+@pytest.mark.parametrize(
+    ("last", "expected"),
+    [
+        ("10000003;K9;2024-03-01;FL;1;A09", []),
+        ("10000002;K1;2024-03-01;FL;1;A09", []),  # K1 again, for another person: not a repeat
+        ("10000001;K1;2024-03-01;FL;1;A09", [(5, "lopenr+kontakt_id", "duplicate", "of line 2")]),
+        ("10000001;K9;2024-03-01", [(5, "", "malformed line", "too few fields")]),
+        ("10000001;K9;2024-03-01;FL;1;a09", [(5, "diagnose", "does not match the pattern", "")]),
+    ],
+    ids=["clean", "same id other person", "repeat", "malformed", "bad last row"],
+)
+def test_a_clean_delivery_in_one_pass_and_any_problem_at_its_line(
+    settings: Settings,
+    key: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    last: str,
+    expected: list[tuple[int, str, str, str]],
+) -> None:
+    """A delivery without a problem is written in one streaming pass; the last row's problem,
+    found only at the end of that pass (a repeat, a malformed line) or stopping it, sends it
+    to the full check, which keeps and lists the same as the full check alone."""
+    from hekta_redcap.registers import delivery as module
+
+    rows = [
+        KPR_HEADER,
+        "10000001;K1;02.01.2024;FL;1;A01",
+        "10000002;K2;2024-01-03;LV;2;",
+        " 10000003 ;K3;20240104;KHO;9;P19",
+        last,
+    ]
+    passes: list[bool] = []
+    clean_pass = module._clean_pass
+
+    def spied(*args: object) -> Path | None:
+        parquet = clean_pass(*args)
+        passes.append(parquet is not None)
+        return parquet
+
+    results = []
+    for name, patched in (("one.csv", spied), ("two.csv", lambda *_: None)):
+        monkeypatch.setattr(module, "_clean_pass", patched)
+        store = Settings.load((), {"HEKTA_REGISTER_DIR": str(tmp_path / f"store-{name}")})
+        result = run(store, key, delivery(tmp_path, name, rows))
+        kept = RegisterStore.open(store).rows("kpr").sort_values("kontakt_id")
+        results.append((problems(result), result.read, result.kept, kept.values.tolist()))
+    assert passes == [not expected]
+    assert results[0] == results[1]
+    assert results[0][:3] == (expected, 4, 4 - len(expected))
+
+
 def test_numbers_and_ranges_are_checked(settings: Settings, key: Path, tmp_path: Path) -> None:
     header = "lopenr;arbeidsforhold_id;orgnr;arbeidsforholdtype;startdato;sluttdato;"
     header += "stillingsprosent;avtalte_timer;yrkeskode"
