@@ -164,9 +164,8 @@ def test_a_clean_delivery_in_one_pass_and_any_problem_at_its_line(
     last: str,
     expected: list[tuple[int, str, str, str]],
 ) -> None:
-    """A delivery without a problem is written in one streaming pass; the last row's problem,
-    found only at the end of that pass (a repeat, a malformed line) or stopping it, sends it
-    to the full check, which keeps and lists the same as the full check alone."""
+    """A delivery without a problem is kept in one streaming pass; a problem in its last row
+    sends it to the full check, which keeps and lists the same as the full check alone."""
     from hekta_redcap.registers import delivery as module
 
     rows = [
@@ -177,16 +176,15 @@ def test_a_clean_delivery_in_one_pass_and_any_problem_at_its_line(
         last,
     ]
     passes: list[bool] = []
-    clean_pass = module._clean_pass
+    clean = module._clean
 
-    def spied(*args: object) -> Path | None:
-        parquet = clean_pass(*args)
-        passes.append(parquet is not None)
-        return parquet
+    def spied(*args: object) -> bool:
+        passes.append(clean(*args))
+        return passes[-1]
 
     results = []
-    for name, patched in (("one.csv", spied), ("two.csv", lambda *_: None)):
-        monkeypatch.setattr(module, "_clean_pass", patched)
+    for name, patched in (("one.csv", spied), ("two.csv", lambda *_: False)):
+        monkeypatch.setattr(module, "_clean", patched)
         store = Settings.load((), {"HEKTA_REGISTER_DIR": str(tmp_path / f"store-{name}")})
         result = run(store, key, delivery(tmp_path, name, rows))
         kept = RegisterStore.open(store).rows("kpr").sort_values("kontakt_id")

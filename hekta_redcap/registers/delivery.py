@@ -186,7 +186,7 @@ def import_delivery(
     layout = store.layout(source)
     window = parse_period(period)
     with store.writing() as scratch:
-        digest, utf8 = _fingerprint(file)
+        digest, lines, utf8 = _fingerprint(file)
         earlier = store.find(source, digest)
         if earlier is not None:
             log.info(line("registers.import", source=source, status="unchanged"))
@@ -195,14 +195,14 @@ def import_delivery(
         with _duckdb(scratch, file) as con:
             reader = _Reader.open(con, layout, file, scratch, utf8)
             rows = _checked_rows(con, layout, reader.scan, known, window)
-            parquet = _clean_pass(con, layout, reader, rows, scratch)
-            if parquet is None:
-                result = _check(con, layout, reader, rows)
-                kept = "(SELECT * FROM _checked WHERE _problem IS NULL)"
-            else:
-                read = _one(con, f"SELECT count(*) FROM {literal(str(parquet))}")
-                result = Imported(source, file, "new", read=read, notes=reader.notes)
+            parquet = scratch / "delivery.parquet"
+            written = _to_parquet(con, layout, rows, parquet)
+            if _clean(con, layout, reader, written, lines, parquet):
+                result = Imported(source, file, "new", read=written, notes=reader.notes)
                 kept = literal(str(parquet))
+            else:
+                result = _check(con, layout, reader, rows, lines)
+                kept = "(SELECT * FROM _checked WHERE _problem IS NULL)"
             if result.read == 0:
                 raise HektaError("the delivery holds no rows", Origin(file))
             if result.kept == 0:
@@ -221,9 +221,9 @@ def import_delivery(
                 rows_rejected=result.rejected,
                 imported_at=now(),
             )
-            rejects = None
-            if parquet is None:
-                parquet, rejects = _write(con, layout, reader, scratch, result.rejected > 0)
+            if result.reasons.get(DUPLICATE):  # the first pass kept them
+                _to_parquet(con, layout, "SELECT * FROM _checked", parquet)
+            rejects = _rejects(con, layout, reader, scratch) if result.rejected else None
         result.notes += _overlaps(store, delivery)
         result.replaced = store.commit(delivery, parquet, rejects)
         result.delivery = delivery
@@ -279,36 +279,29 @@ def _last_day(day: dt.date) -> dt.date:
 # --- the file's bytes ----------------------------------------------------------------------
 
 
-def _fingerprint(file: Path) -> tuple[str, bool]:
-    """In one pass: the SHA-256 of the file's bytes and whether it is UTF-8 (only blocks that
-    are not ASCII need decoding)."""
+def _fingerprint(file: Path) -> tuple[str, int, bool]:
+    """In one pass: the SHA-256 of the file's bytes, its number of lines (to the last that is
+    not blank) and whether it is UTF-8 (only blocks that are not ASCII need decoding)."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8 = True
+    utf8, newlines, last = True, 0, b""
     with file.open("rb") as handle:
         while block := handle.read(BLOCK):
             digest.update(block)
+            newlines += block.count(b"\n")
             if utf8 and not block.isascii():
                 try:
                     decoder.decode(block)
                 except UnicodeDecodeError:
                     utf8 = False
+            last = block
     try:
         decoder.decode(b"", final=True)  # a sequence the last block left unfinished
     except UnicodeDecodeError:
         utf8 = False
-    return digest.hexdigest(), utf8
-
-
-def _line_count(file: Path) -> int:
-    """The file's number of lines, to the last that is not blank."""
-    newlines, last = 0, b""
-    with file.open("rb") as handle:
-        while block := handle.read(BLOCK):
-            newlines += block.count(b"\n")
-            last = block
     content = last.rstrip()
-    return newlines - last[len(content) :].count(b"\n") + (1 if content else 0)
+    lines = newlines - last[len(content) :].count(b"\n") + (1 if content else 0)
+    return digest.hexdigest(), lines, utf8
 
 
 def _windows_1252(error: UnicodeError) -> tuple[str, int]:
@@ -420,7 +413,7 @@ class _Reader:
             raise HektaError(f"cannot read the file ({exc})", Origin(file)) from None
         return cls(file, _trimmed(columns, "_raw"), "row", 1, notes)
 
-    def scanned(self, con: duckdb.DuckDBPyConnection, rows: int) -> None:
+    def scanned(self, con: duckdb.DuckDBPyConnection, rows: int, lines: int) -> None:
         """After the scan: the lines DuckDB found malformed, and whether every record was one
         line (blank lines and line breaks inside quotes make lines and records differ)."""
         if self.text is None:
@@ -432,7 +425,7 @@ class _Reader:
                 "GROUP BY line ORDER BY line"
             ).fetchall()
         ]
-        self.exact = _line_count(self.text) == 1 + rows + len(self.malformed)
+        self.exact = lines == 1 + rows + len(self.malformed)
 
     def line_of(self, con: duckdb.DuckDBPyConnection, row: str) -> str:
         """SQL for the line (or row) of a row id: arithmetic when every record is one line
@@ -519,14 +512,14 @@ def _match(
 
 def _trimmed(columns: dict[str, str | None], scan: str) -> str:
     """SELECT each variable's column from `scan` without surrounding spaces, a blank as NULL
-    (only values starting or ending with a space are trimmed: trimming, or even searching,
-    every value costs about as much as reading the file)."""
+    (only values holding a space are trimmed: trimming every value costs about as much as
+    reading the file; looking at a value's first and last character, twice as much as
+    searching it)."""
     values = []
     for variable, column in columns.items():
         c = quoted(column) if column else None
         values.append(
-            f"CASE WHEN {c}[1] = ' ' OR {c}[-1] = ' ' OR {c} = '' "
-            f"THEN NULLIF(trim({c}), '') ELSE {c} END "
+            f"CASE WHEN contains({c}, ' ') OR {c} = '' THEN NULLIF(trim({c}), '') ELSE {c} END "
             f"AS {quoted(variable)}"
             if c
             else f"NULL::VARCHAR AS {quoted(variable)}"
@@ -657,36 +650,26 @@ def _checked_rows(
     )
 
 
-def _clean_pass(
+def _clean(
     con: duckdb.DuckDBPyConnection,
     layout: RegisterLayout,
     reader: _Reader,
-    rows: str,
-    scratch: Path,
-) -> Path | None:
-    """The common case, a delivery without a problem, in one streaming pass as DuckDB turns a
-    CSV into Parquet: the rows straight into Parquet, in parallel. The pass stops at the first
-    row with a problem (SQL's `error`), and a malformed line or two rows sharing the hash of
-    their unique columns, found afterwards, also give None: then the full check (`_check`)
-    reads the delivery again, in order, to number the lines it rejects."""
-    import duckdb
-
-    parquet = scratch / "delivery.parquet"
-    stop = "a row with a problem: check every row"
-    valid = f"CASE WHEN _problem IS NULL THEN true ELSE error({literal(stop)}) END"
-    try:
-        _to_parquet(con, layout, rows, valid, parquet)
-    except duckdb.InvalidInputException as exc:
-        if stop not in str(exc):
-            raise
-        return None
-    if reader.text is not None and _one(con, "SELECT count(*) FROM _malformed"):
-        return None
+    written: int,
+    lines: int,
+    parquet: Path,
+) -> bool:
+    """Whether the first pass, which wrote the valid rows straight into Parquet as DuckDB
+    turns a CSV into Parquet, kept every row: as many rows as the file has lines below its
+    header (or a SAS, Stata or SPSS file rows) and no two sharing the hash of their unique
+    columns. Otherwise the full check (`_check`) reads the delivery again, in order, to number
+    the lines it rejects; blank lines and line breaks inside values also take that way."""
+    every = _one(con, "SELECT count(*) FROM _raw") if reader.text is None else lines - 1
+    if written != every:
+        return False
     if layout.unique:
         unique = ", ".join(quoted(u) for u in layout.unique)
-        if len(_repeated(con, f"SELECT hash({unique}) FROM {literal(str(parquet))}")):
-            return None
-    return parquet
+        return not len(_repeated(con, f"SELECT hash({unique}) FROM {literal(str(parquet))}"))
+    return True
 
 
 def _check(
@@ -694,12 +677,13 @@ def _check(
     layout: RegisterLayout,
     reader: _Reader,
     checked: str,
+    lines: int,
 ) -> Imported:
     """Read every row into `_checked`, in the file's order (its row ids number the lines),
     then mark duplicates; count what was read and rejected and list the first problems."""
     con.execute(f"CREATE TEMP TABLE _checked AS {checked}")
     rows = _one(con, "SELECT count(*) FROM _checked")
-    reader.scanned(con, rows)
+    reader.scanned(con, rows, lines)
     _mark_duplicates(con, layout)
     reasons = {MALFORMED: len(reader.malformed)} if reader.malformed else {}
     for problem_text, n in con.execute(
@@ -789,19 +773,11 @@ def _own_period(con: duckdb.DuckDBPyConnection, layout: RegisterLayout, kept: st
 # --- keeping -------------------------------------------------------------------------------
 
 
-def _write(
-    con: duckdb.DuckDBPyConnection,
-    layout: RegisterLayout,
-    reader: _Reader,
-    scratch: Path,
-    rejected: bool,
-) -> tuple[Path, Path | None]:
-    """The kept rows as Parquet, typed; the rejected ones as CSV with their line, column,
-    reason and values (as read where they did not parse)."""
-    parquet = scratch / "delivery.parquet"
-    _to_parquet(con, layout, "SELECT * FROM _checked", "_problem IS NULL", parquet)
-    if not rejected:
-        return parquet, None
+def _rejects(
+    con: duckdb.DuckDBPyConnection, layout: RegisterLayout, reader: _Reader, scratch: Path
+) -> Path:
+    """The rejected rows as CSV with their line, column, reason and values (as read where
+    they did not parse)."""
     rejects = scratch / "rejects.csv"
     values = ", ".join(
         f"COALESCE({quoted('_text_' + v.name)}, CAST({quoted(v.name)} AS VARCHAR)) "
@@ -823,21 +799,24 @@ def _write(
         f"UNION ALL SELECT line, reason, NULL, detail, {blanks} FROM _malformed_lines) "
         f"ORDER BY 1) TO {literal(str(rejects))} (HEADER, DELIMITER ';')"
     )
-    return parquet, rejects
+    return rejects
 
 
 def _to_parquet(
-    con: duckdb.DuckDBPyConnection, layout: RegisterLayout, rows: str, where: str, parquet: Path
-) -> None:
-    """The layout's columns of the rows meeting `where`, as Parquet. The rows are a set, so
-    DuckDB writes them in parallel, without their order; its scans number rows in order again
-    afterwards."""
+    con: duckdb.DuckDBPyConnection, layout: RegisterLayout, rows: str, parquet: Path
+) -> int:
+    """The layout's columns of the valid rows of `rows` as Parquet; how many. The rows are a
+    set, so DuckDB writes them in parallel, without their order; its scans number rows in
+    order again afterwards."""
     columns = ", ".join(quoted(v.name) for v in layout.variables)
     con.execute("SET preserve_insertion_order = false")
     try:
-        con.execute(
-            f"COPY (SELECT {columns} FROM ({rows}) WHERE {where}) "
-            f"TO {literal(str(parquet))} (FORMAT parquet)"
+        return int(
+            _one(
+                con,
+                f"COPY (SELECT {columns} FROM ({rows}) WHERE _problem IS NULL) "
+                f"TO {literal(str(parquet))} (FORMAT parquet)",
+            )
         )
     finally:
         con.execute("SET preserve_insertion_order = true")
