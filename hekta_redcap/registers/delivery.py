@@ -9,13 +9,16 @@ as YYYY-MM or YYYYMM. SAS, SAS transport, Stata and SPSS files through pyreadsta
 time. Header names match the layout's whatever their case; a missing required column stops the
 import, a missing optional one is blank, and columns the layout lacks are noted and dropped.
 
-Checking. A delivery may hold ten million rows, so the checks run in DuckDB, vectorised, in one
-pass over the file into a table whose row ids keep the file's order (so a rejected row's line
-is known without numbering every row). Each row gets its first problem, column by column with
-the key first: a required value missing, a value that does not parse, the schema's checks
-(`schema.checks`, the same the pandera schema holds), a serial number the linkage key lacks,
-then a period date outside the delivery's period. Among the rows left, a row repeating an
-earlier one's unique columns is rejected as its duplicate (hashes find the few candidates).
+Checking. A delivery may hold ten million rows, so the checks run in DuckDB, vectorised. Each
+row gets its first problem, column by column with the key first: a required value missing, a
+value that does not parse, the schema's checks (`schema.checks`, the same the pandera schema
+holds), a serial number the linkage key lacks, then a period date outside the delivery's
+period. Among the rows left, a row repeating an earlier one's unique columns is rejected as
+its duplicate (hashes find the few candidates). The first pass streams the valid rows straight
+into Parquet, in parallel, as DuckDB converts a CSV (the file's checksum computed beside it);
+when it kept a row for every line and no two share a key, that is the whole import. Otherwise
+a second pass reads the file into a table whose row ids keep the file's order, so that a
+rejected row's line is known without numbering every row.
 
 Keeping. The valid rows go to Parquet, the rejected ones with their line, column, reason and
 values to a CSV beside it in the store (`store.py`). A file whose bytes were imported before
@@ -31,6 +34,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,18 +189,19 @@ def import_delivery(
     store = RegisterStore.open(settings, root)
     layout = store.layout(source)
     window = parse_period(period)
-    with store.writing() as scratch:
-        digest, lines, utf8 = _fingerprint(file)
-        earlier = store.find(source, digest)
-        if earlier is not None:
-            log.info(line("registers.import", source=source, status="unchanged"))
-            return Imported(source, file, "unchanged", earlier)
+    with store.writing() as scratch, ThreadPoolExecutor(1) as pool:
+        fingerprint = pool.submit(_fingerprint, file)  # beside DuckDB's first pass
         known = set(read_key(key_file))
         with _duckdb(scratch, file) as con:
-            reader = _Reader.open(con, layout, file, scratch, utf8)
+            reader = _Reader.open(con, layout, file, scratch, _utf8(file))
             rows = _checked_rows(con, layout, reader.scan, known, window)
             parquet = scratch / "delivery.parquet"
             written = _to_parquet(con, layout, rows, parquet)
+            digest, lines = fingerprint.result()
+            earlier = store.find(source, digest)
+            if earlier is not None:
+                log.info(line("registers.import", source=source, status="unchanged"))
+                return Imported(source, file, "unchanged", earlier)
             if _clean(con, layout, reader, written, lines, parquet):
                 result = Imported(source, file, "new", read=written, notes=reader.notes)
                 kept = literal(str(parquet))
@@ -279,29 +284,36 @@ def _last_day(day: dt.date) -> dt.date:
 # --- the file's bytes ----------------------------------------------------------------------
 
 
-def _fingerprint(file: Path) -> tuple[str, int, bool]:
-    """In one pass: the SHA-256 of the file's bytes, its number of lines (to the last that is
-    not blank) and whether it is UTF-8 (only blocks that are not ASCII need decoding)."""
+def _fingerprint(file: Path) -> tuple[str, int]:
+    """The SHA-256 of the file's bytes and its number of lines (to the last that is not
+    blank), in one pass that runs beside DuckDB's (hashlib lets go of Python's lock)."""
     digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8, newlines, last = True, 0, b""
+    newlines, last = 0, b""
     with file.open("rb") as handle:
         while block := handle.read(BLOCK):
             digest.update(block)
             newlines += block.count(b"\n")
-            if utf8 and not block.isascii():
+            last = block
+    content = last.rstrip()
+    lines = newlines - last[len(content) :].count(b"\n") + (1 if content else 0)
+    return digest.hexdigest(), lines
+
+
+def _utf8(file: Path) -> bool:
+    """Whether the file is UTF-8: only blocks that are not ASCII need decoding."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with file.open("rb") as handle:
+        while block := handle.read(BLOCK):
+            if not block.isascii():
                 try:
                     decoder.decode(block)
                 except UnicodeDecodeError:
-                    utf8 = False
-            last = block
+                    return False
     try:
         decoder.decode(b"", final=True)  # a sequence the last block left unfinished
     except UnicodeDecodeError:
-        utf8 = False
-    content = last.rstrip()
-    lines = newlines - last[len(content) :].count(b"\n") + (1 if content else 0)
-    return digest.hexdigest(), lines, utf8
+        return False
+    return True
 
 
 def _windows_1252(error: UnicodeError) -> tuple[str, int]:
