@@ -159,7 +159,7 @@ def build_panel(root: Path, people: list[str]) -> int:
         }
     )
     layouts = {SOURCE: load_layouts()[SOURCE]}
-    return len(panel(layouts, {SOURCE: files}, participants, {SOURCE: PERIOD[1]}))
+    return len(panel(layouts, {SOURCE: files}, participants, {SOURCE: (PERIOD,)}))
 
 
 def main() -> None:

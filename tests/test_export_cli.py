@@ -68,8 +68,9 @@ def test_register_tables_join_the_export_de_identified(linked: Settings, tmp_pat
         linked, "--format", "csv", "-o", str(out), "--pseudonyms", str(key), "--months", "18,60"
     )
     assert result.exit_code == 0, result.output
-    assert "register tables: outcomes at 18, 60 months; deliveries cover aa to 2026-10-31" in (
-        result.output
+    assert (
+        "register tables: outcomes at 18, 60 months; deliveries cover aa 01.12.2022-31.10.2026"
+        in result.output
     )
     panel = pd.read_csv(out / "register_panel.csv", dtype=str)
     outcomes = pd.read_csv(out / "register_outcomes.csv", dtype=str)
@@ -93,6 +94,7 @@ def test_register_tables_join_the_export_de_identified(linked: Settings, tmp_pat
     registers = manifest["registers"]
     assert registers["horizons"] == [18, 60]
     assert registers["covered_until"]["kpr"] == "2026-10-31"
+    assert registers["covered"]["kpr"] == [["2022-12-01", "2026-10-31"]]
     assert all(len(ids) == 1 for ids in registers["deliveries"].values())
     labels = json.loads((out / "register_outcomes.labels.json").read_text())
     assert labels["labels"]["any_competitive"] == "Ordinært arbeid i minst én av månedene 1 til H"

@@ -24,6 +24,7 @@ from hekta_redcap.followup.schedule import (
 )
 from hekta_redcap.followup.worklist import needing_action
 from hekta_redcap.registers.outcomes import Coverage
+from hekta_redcap.registers.store import Covered
 
 D = dt.date
 OSLO = ZoneInfo("Europe/Oslo")
@@ -308,16 +309,21 @@ def test_the_register_follow_up_completes_when_deliveries_cover_month_18() -> No
     project = load_project("hekta", LIBRARY)
     year_end = D(2027, 12, 31)
 
-    def state(linked: frozenset[str] = frozenset({"1"}), **until: dt.date | None) -> str:
-        ends = {"aa": year_end, "fd_trygd": year_end, "inntekt": year_end, **until}
-        work = worklist(project, _rows(), None, D(2027, 7, 20), "en", Coverage(ends, linked))
+    def state(linked: frozenset[str] = frozenset({"1"}), **given: Covered) -> str:
+        covered = dict.fromkeys(("aa", "fd_trygd", "inntekt"), ((D(2020, 1, 1), year_end),))
+        work = worklist(
+            project, _rows(), None, D(2027, 7, 20), "en", Coverage({**covered, **given}, linked)
+        )
         return str(work[work["event"] == "register_18m_arm_1"].iloc[0]["state"])
 
     assert state() == "completed"
-    assert state(inntekt=D(2027, 7, 14)) == "completed"
-    assert state(inntekt=D(2027, 7, 13)) == "overdue"  # a day short of month 18
-    assert state(fd_trygd=None) == "overdue"  # nothing imported from FD-Trygd yet
-    assert state(kpr=None) == "completed"  # a register the follow-up does not name
+    assert state(inntekt=((D(2020, 1, 1), D(2027, 7, 14)),)) == "completed"
+    assert state(inntekt=((D(2020, 1, 1), D(2027, 7, 13)),)) == "overdue"  # a day short
+    assert state(aa=((D(2026, 1, 16), year_end),)) == "overdue"  # starts a day after month 1
+    # a month between two deliveries is unknown (the store joins deliveries that meet)
+    assert state(aa=((D(2020, 1, 1), D(2026, 11, 30)), (D(2027, 1, 1), year_end))) == "overdue"
+    assert state(fd_trygd=()) == "overdue"  # nothing imported from FD-Trygd yet
+    assert state(kpr=()) == "completed"  # a register the follow-up does not name
     assert state(linked=frozenset({"2"})) == "overdue"  # declined linkage: no data come back
     before = worklist(project, _rows(), None, D(2027, 7, 20), "en")  # no coverage given
     assert before[before["event"] == "register_18m_arm_1"].iloc[0]["state"] == "overdue"

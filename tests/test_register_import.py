@@ -539,6 +539,24 @@ def test_a_new_delivery_for_the_same_period_replaces_the_old(
     ]
     assert sorted(store.rows("kpr")["kontakt_id"]) == ["K5", "K9"]
     assert store.covered_until("kpr") == dt.date(2025, 6, 30)
+    assert store.covered("kpr") == ((dt.date(2024, 1, 1), dt.date(2025, 6, 30)),)
+
+
+def test_coverage_joins_deliveries_that_meet_and_keeps_gaps(
+    settings: Settings, key: Path, tmp_path: Path
+) -> None:
+    """Deliveries for 2023, then January-June 2024 (meeting it), then 2025: the second half of
+    2024 is a gap, whose months are unknown rather than months without contacts."""
+    for n, period in enumerate(("2023-01:2023-12", "2024-01:2024-06", "2025-01:2025-12")):
+        line = f"10000001;K{n};{period[:4]}-03-01;FL;1;"
+        run(settings, key, delivery(tmp_path, f"{n}.csv", [KPR_HEADER, line]), period=period)
+    store = RegisterStore.open(settings)
+    assert store.covered("kpr") == (
+        (dt.date(2023, 1, 1), dt.date(2024, 6, 30)),
+        (dt.date(2025, 1, 1), dt.date(2025, 12, 31)),
+    )
+    assert store.covered_until("kpr") == dt.date(2025, 12, 31)
+    assert store.covered("npr") == ()
 
 
 # --- atomic writes -------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from hekta_redcap.registers.outcomes import (
 )
 
 LAYOUTS = load_layouts()
-FAR = dt.date(2040, 12, 31)  # deliveries covering every month of the panel
+FAR = ((dt.date(2000, 1, 1), dt.date(2040, 12, 31)),)  # every month of the panel covered
 EVERYWHERE = dict.fromkeys(LAYOUTS, FAR)
 
 
@@ -241,7 +241,7 @@ def test_income_is_spread_over_the_days_of_its_calendar_month() -> None:
 
 
 def test_months_outside_coverage_are_missing_not_zero() -> None:
-    covered = {**EVERYWHERE, "aa": dt.date(2025, 4, 13), "kpr": None}
+    covered = {**EVERYWHERE, "aa": ((dt.date(2000, 1, 1), dt.date(2025, 4, 13)),), "kpr": ()}
     group = people(("1", "L1", "2025-01-15"), ("5", None, "2025-01-15"))
     frame = panel(LAYOUTS, {"aa": JOBS, "fd_trygd": SPELLS}, group, covered)
     # month 3 ends 14.04.2025, a day after the AA delivery ends
@@ -253,8 +253,26 @@ def test_months_outside_coverage_are_missing_not_zero() -> None:
     assert unlinked["benefit_AAP"].isna().all() and unlinked["income_total"].isna().all()
 
 
+def test_months_before_the_first_delivery_and_in_a_gap_are_missing() -> None:
+    """KPR delivered for 01.01.2024-31.05.2025 and 01.07.2025-30.06.2026, June 2025 a gap;
+    randomised 15.03.2025. Month -15 (15.12.2023-14.01.2024) starts before the first delivery;
+    months -14 and -1 lie inside it; month 3 (15.05-14.06.2025) and 4 (15.06-14.07.2025)
+    reach into the gap; 5 (15.07-14.08.2025) and 15 (15.05-14.06.2026) lie inside the second;
+    16 (15.06-14.07.2026) ends after it."""
+    kpr = ((dt.date(2024, 1, 1), dt.date(2025, 5, 31)), (dt.date(2025, 7, 1), dt.date(2026, 6, 30)))
+    frame = panel(LAYOUTS, {}, people(("1", "L1", "2025-03-15")), {**EVERYWHERE, "kpr": kpr})
+    known = {
+        m: not pd.isna(month(frame, "1", m)["kpr_contacts"])
+        for m in (-15, -14, -1, 3, 4, 5, 15, 16)
+    }
+    assert known == {
+        -15: False, -14: True, -1: True, 3: False, 4: False, 5: True, 15: True, 16: False
+    }  # fmt: skip
+    assert month(frame, "1", 5)["kpr_contacts"] == 0 and not month(frame, "1", 4)["covered"]
+
+
 def test_endpoints_at_18_60_and_120_months() -> None:
-    covered = {**EVERYWHERE, "aa": dt.date(2030, 1, 14)}  # AA reaches month 60 exactly
+    covered = {**EVERYWHERE, "aa": ((dt.date(2000, 1, 1), dt.date(2030, 1, 14)),)}  # to month 60
     months = panel(LAYOUTS, {"aa": JOBS, "fd_trygd": SPELLS}, TRIO, covered)
     result = endpoints(months, [120, 18, 60])
     assert list(result.columns[:4]) == ["record_id", "arm", "horizon", "complete"]

@@ -107,8 +107,8 @@ def _registers(registered: Registered | None) -> str:
     if registered is None:
         return ""
     reach = ", ".join(
-        f"{source} to {until.isoformat() if until else 'none'}"
-        for source, until in registered.covered_until.items()
+        f"{source} " + (" and ".join(f"{a:%d.%m.%Y}-{b:%d.%m.%Y}" for a, b in periods) or "none")
+        for source, periods in registered.covered.items()
     )
     horizons = ", ".join(map(str, registered.horizons))
     return f"outcomes at {horizons} months; deliveries cover {reach}"

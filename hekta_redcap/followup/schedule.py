@@ -243,17 +243,21 @@ def covered_records(
     followup: Followup,
     coverage: Coverage | None,
 ) -> pd.Index:
-    """The linked records whose months up to the follow-up's target date (the last is the day
-    before it: months 1..18 end the day before randomisation + 18 months) every register the
-    follow-up names covers."""
-    ends = [coverage.until.get(source) for source in followup.registers] if coverage else [None]
-    if coverage is None or any(end is None for end in ends):
+    """The linked records whose months from the anchor up to the follow-up's target date (the
+    last is the day before it: months 1..18 end the day before randomisation + 18 months) lie
+    inside a period that each register the follow-up names covers."""
+    if coverage is None:
         return pd.Index([], dtype=object)
-    until = min(end for end in ends if end is not None)
     anchors = anchor_dates(project, rows)
     anchors = anchors[~anchors.index.duplicated()]
+    first = pd.to_datetime(anchors)
     last = pd.to_datetime(shift(anchors, followup.target)) - pd.Timedelta(days=1)
-    reached = (last <= pd.Timestamp(until)).to_numpy() & anchors.index.isin(coverage.linked)
+    reached = anchors.index.isin(coverage.linked)
+    for source in followup.registers:
+        inside = np.zeros(len(anchors), dtype=bool)
+        for start, end in coverage.covered.get(source, ()):
+            inside |= ((first >= pd.Timestamp(start)) & (last <= pd.Timestamp(end))).to_numpy()
+        reached &= inside
     return pd.Index(anchors.index[reached].astype(str))
 
 

@@ -47,7 +47,7 @@ from hekta_redcap.core.settings import Settings
 from hekta_redcap.definitions.registers import RegisterLayout, RegisterVariable
 from hekta_redcap.registers.linkage import read_key
 from hekta_redcap.registers.schema import checks
-from hekta_redcap.registers.store import Delivery, RegisterStore, literal, quoted
+from hekta_redcap.registers.store import Delivery, Period, RegisterStore, literal, quoted
 
 if TYPE_CHECKING:
     import duckdb
@@ -101,7 +101,6 @@ MALFORMED_KINDS = {
 }
 
 Status = Literal["new", "unchanged", "replacing", "not imported"]
-Period = tuple[dt.date, dt.date]
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,11 @@ The panel's columns, one row per participant and month -24..-1, 1..120:
   days inclusive; a blank end is ongoing).
 - `npr_<specialty>` and `npr_episodes`: NPR episodes starting in the month; `kpr_<service>`
   and `kpr_contacts`: KPR contacts in the month.
-- `covered`: every register covers the month: its deliveries reach the month's last day
-  (`covered_until`). A value read from a register that does not cover the month is missing,
-  not 0, and so is every value of a participant without a serial number (not linked).
+- `covered`: every register covers the month: the month lies inside the days its active
+  deliveries cover (`RegisterStore.covered`: a month before the first delivery's period, in a
+  gap between two deliveries' periods or after the last is not covered). A value read from a
+  register that does not cover the month is missing, not 0, and so is every value of a
+  participant without a serial number (not linked).
 
 Rows with an end date before their start date are left out (their number is logged). Names of
 code columns are the layouts' codes (`benefit_AAP`, `npr_TSB`, `kpr_FL`), the registers'
@@ -62,7 +64,6 @@ so ten million KPR contacts are one scan (docs/registers.md has the figures).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ from hekta_redcap.definitions.study import Project
 from hekta_redcap.randomization.design import design_of
 from hekta_redcap.redcap.names import EVENT
 from hekta_redcap.registers.linkage import read_key
-from hekta_redcap.registers.store import RegisterStore
+from hekta_redcap.registers.store import Covered, RegisterStore
 
 logger = logging.getLogger("hekta_redcap.registers.outcomes")
 
@@ -213,7 +214,7 @@ class Registered:
     endpoints: pd.DataFrame
     horizons: list[int]
     layouts: dict[str, RegisterLayout]
-    covered_until: dict[str, dt.date | None]
+    covered: dict[str, Covered]
     deliveries: dict[str, list[str]]
 
 
@@ -237,7 +238,7 @@ def register_tables(
         with Store.open(settings) as synced:
             rows = synced.raw_rows(project.name)
     people = participants(project, rows, read_key(settings.linkage_key))
-    covered = {s: store.covered_until(s) for s in store.layouts}
+    covered = {s: store.covered(s) for s in store.layouts}
     files: dict[str, Data] = {s: store.parquet_files(s) for s in store.layouts}
     months_panel = panel(store.layouts, files, people, covered)
     outcomes = endpoints(months_panel, horizons)
@@ -285,11 +286,11 @@ def participants(
 
 @dataclass(frozen=True)
 class Coverage:
-    """What the register follow-ups complete by: the last day each register's active
-    deliveries cover, and the records in the linkage key (only their data come back: one who
-    declined linkage never completes)."""
+    """What the register follow-ups complete by: the days each register's active deliveries
+    cover, and the records in the linkage key (only their data come back: one who declined
+    linkage never completes)."""
 
-    until: Mapping[str, dt.date | None] = field(default_factory=dict)
+    covered: Mapping[str, Covered] = field(default_factory=dict)
     linked: frozenset[str] = frozenset()
 
 
@@ -298,10 +299,10 @@ def coverage(settings: Settings, project: Project) -> Coverage:
     if not settings.register_dir.is_dir():
         return Coverage()
     store = RegisterStore.open(settings, project.root)
-    until = {source: store.covered_until(source) for source in store.layouts}
-    if not any(until.values()):
-        return Coverage(until)
-    return Coverage(until, frozenset(read_key(settings.linkage_key).values()))
+    covered = {source: store.covered(source) for source in store.layouts}
+    if not any(covered.values()):
+        return Coverage(covered)
+    return Coverage(covered, frozenset(read_key(settings.linkage_key).values()))
 
 
 # -- the panel ----------------------------------------------------------------------------------
@@ -311,14 +312,14 @@ def panel(
     layouts: Mapping[str, RegisterLayout],
     data: Mapping[str, Data],
     participants: pd.DataFrame,
-    covered_until: Mapping[str, dt.date | None],
+    covered: Mapping[str, Covered],
 ) -> pd.DataFrame:
     """One row per participant (in the order given) and month -24..-1, 1..120: `record_id`,
     `arm`, `month`, `month_start`, `month_end` (dates), `covered`, then `measures(layouts)`.
 
     `participants` has `record_id`, `lopenr` (blank: not linked), `rand_date` and `arm`;
     `data` each register's rows by source (a register without rows has none);
-    `covered_until` the last day each register's deliveries cover (None or absent: none)."""
+    `covered` the days each register's deliveries cover (empty or absent: none)."""
     people = _people(participants)
     found = measures(layouts)
     with duckdb.connect() as con:
@@ -334,7 +335,7 @@ def panel(
             for role, build in _PARTS.items()
             if role in layouts and (part := build(con, layouts)) is not None
         ]
-        coverage = {s: _covers(covered_until.get(s)) for s in layouts}
+        coverage = {s: _covers(covered.get(s, ())) for s in layouts}
         columns = [
             f"m.ord, m.{RECORD}, m.month AS {MONTH}, m.first_day AS {MONTH_START}",
             f"m.last_day AS {MONTH_END}, {' AND '.join(coverage.values()) or 'FALSE'} AS {COVERED}",
@@ -443,11 +444,16 @@ def _source(
     con.execute(f"CREATE VIEW src_{source} AS SELECT *{absent} FROM {scan} {latest}")
 
 
-def _covers(until: dt.date | None) -> str:
-    """SQL: the month `m` is covered by a register whose deliveries reach `until`."""
-    if until is None:
+def _covers(covered: Covered) -> str:
+    """SQL: the month `m` of a linked participant lies inside a period a register's
+    deliveries cover."""
+    if not covered:
         return "FALSE"
-    return f"(m.{LOPENR} IS NOT NULL AND m.last_day <= DATE '{until.isoformat()}')"
+    inside = " OR ".join(
+        f"(m.first_day >= DATE '{start.isoformat()}' AND m.last_day <= DATE '{end.isoformat()}')"
+        for start, end in covered
+    )
+    return f"(m.{LOPENR} IS NOT NULL AND ({inside}))"
 
 
 Part: TypeAlias = tuple[str, dict[str, str]]

@@ -14,8 +14,8 @@ old one). A write killed anywhere leaves the catalog as it was; files it left be
 the catalog, so no reader sees them, and the next write sweeps them away.
 
     >>> store = RegisterStore.open(settings)
-    >>> store.covered_until("kpr")
-    datetime.date(2025, 12, 31)
+    >>> store.covered("kpr")
+    ((datetime.date(2020, 1, 1), datetime.date(2025, 12, 31)),)
     >>> store.query("SELECT tjeneste, count(*) AS n FROM kpr GROUP BY tjeneste")
 """
 
@@ -38,6 +38,11 @@ from hekta_redcap.core.errors import HektaError, Origin
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.definitions.registers import RegisterLayout, load_layouts
 from hekta_redcap.registers.schema import PANDAS_TYPES, SQL_TYPES
+
+Period = tuple[dt.date, dt.date]
+"""A period from its first day to its last."""
+Covered = tuple[Period, ...]
+"""The periods a register's deliveries cover, in order, apart from each other."""
 
 if TYPE_CHECKING:
     import duckdb
@@ -72,6 +77,11 @@ class Delivery:
     @property
     def period(self) -> tuple[dt.date | None, dt.date | None]:
         return (self.period_start, self.period_end)
+
+    def known_period(self) -> Period | None:
+        """The period, when both its ends are known."""
+        start, end = self.period
+        return (start, end) if start is not None and end is not None else None
 
     def period_text(self) -> str:
         start, end = self.period
@@ -153,10 +163,23 @@ class RegisterStore:
         """The delivery of this source imported from a file with these bytes, if any."""
         return next((d for d in self.deliveries(source) if d.sha256 == sha256), None)
 
+    def covered(self, source: str) -> Covered:
+        """The days the source's active deliveries cover, as periods in order: overlapping
+        and adjacent periods joined, a gap between deliveries left a gap (the months in it are
+        unknown, not months without events)."""
+        spans = sorted(p for d in self.active(source) if (p := d.known_period()) is not None)
+        joined: list[Period] = []
+        for start, end in spans:
+            if joined and start <= joined[-1][1] + dt.timedelta(days=1):
+                joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+            else:
+                joined.append((start, end))
+        return tuple(joined)
+
     def covered_until(self, source: str) -> dt.date | None:
-        """The latest period end among the source's active deliveries."""
-        ends = [d.period_end for d in self.active(source) if d.period_end is not None]
-        return max(ends, default=None)
+        """The last day the source's active deliveries cover."""
+        covered = self.covered(source)
+        return covered[-1][1] if covered else None
 
     def parquet_file(self, delivery: Delivery) -> Path:
         return self.directory / delivery.source / f"{delivery.delivery_id}.parquet"

@@ -94,8 +94,12 @@ def write_manifest(
         manifest["registers"] = {
             "horizons": registered.horizons,
             "covered_until": {
-                source: until.isoformat() if until else None
-                for source, until in registered.covered_until.items()
+                source: periods[-1][1].isoformat() if periods else None
+                for source, periods in registered.covered.items()
+            },
+            "covered": {
+                source: [[start.isoformat(), end.isoformat()] for start, end in periods]
+                for source, periods in registered.covered.items()
             },
             "deliveries": registered.deliveries,
         }
