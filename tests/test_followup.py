@@ -299,7 +299,8 @@ def test_register_follow_ups_need_no_contact() -> None:
     )
     register = work[work["event"] == "register_18m_arm_1"].iloc[0]
     assert register["state"] == "overdue" and register["stop_reason"] == ""
-    assert register["next_action"] == "Enter the data" and register["next_step"] == ""
+    assert register["next_action"] == "Awaiting register data (aa, fd_trygd, inntekt)"
+    assert register["next_step"] == ""
 
 
 def test_the_register_follow_up_completes_when_deliveries_cover_month_18() -> None:

@@ -515,8 +515,12 @@ def _assess(
         action = ""
     elif missing:
         action = phrases["add"] if state == "not_due" else phrases["clinic"]
+    elif not followup.contact and state == "not_due":
+        action = ""
+    elif followup.registers and not followup.complete:  # nothing to enter: deliveries come
+        action = phrases["registers"].format(sources=", ".join(followup.registers))
     elif not followup.contact:
-        action = phrases["enter"] if state != "not_due" else ""
+        action = phrases["enter"]
     elif upcoming is not None:
         label = _label(upcoming.step, language)
         when = shown_date(upcoming.due, language)
