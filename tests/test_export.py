@@ -550,7 +550,7 @@ def _registered() -> Registered:
             "arm": ["1", "2"],
         }
     )
-    covered = dict.fromkeys(layouts, dt.date(2027, 12, 31))
+    covered = dict.fromkeys(layouts, ((dt.date(2020, 1, 1), dt.date(2027, 12, 31)),))
     months = register_panel(layouts, {"aa": aa}, people, covered)
     ends = register_endpoints(months, [18])
     deliveries = {source: ["d1"] for source in layouts}
