@@ -1,6 +1,6 @@
 """The `hekta-redcap` command line: one module per stage of the data flow (`definitions`,
-`deploy`, `data`, `randomization`, `registers`, `followup`, `analysis`, `ops`), each command a
-thin layer over its stage.
+`deploy`, `data`, `randomization`, `registers`, `followup`, `analysis`, `report`, `ops`), each
+command a thin layer over its stage.
 
 Errors a user can fix (a bad definition file, a missing setting, REDCap refusing or out of
 reach) are printed as one line naming the file, line, variable or URL, with a non-zero exit
@@ -30,6 +30,7 @@ from hekta_redcap.cli import (
     ops,
     randomization,
     registers,
+    report,
 )
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Settings
@@ -52,6 +53,7 @@ COMMANDS: list[click.Command] = [
     followup.remind_command,
     followup.outbox_command,
     analysis.export_command,
+    report.report_command,
     ops.daemon_command,
     ops.status_command,
 ]
