@@ -99,7 +99,7 @@ def baseline_table(
     for (variable, level), values in table.iterrows():
         heading, statistic = section_of.get(variable, ("", ""))
         label = long.labels.get(variable, variable) if variable in section_of else variable
-        missing = values.get("Missing", "")
+        missing = str(values.get("Missing", ""))
         if variable in categorical and variable not in seen:  # tableone lists them as a level
             missing = str(int(data[variable].isna().sum()))
         seen.add(variable)
