@@ -6,11 +6,13 @@ blinded report names no arm anywhere (text, tables, figure files, file names); t
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import zlib
 from pathlib import Path
 
 import pandas as pd
+import pypdf
 import pytest
 from conftest import LIBRARY
 
@@ -20,7 +22,13 @@ from hekta_redcap.core.errors import HektaError
 from hekta_redcap.definitions.study import Project, load_project
 from hekta_redcap.devtools.cohort import generate
 from hekta_redcap.followup.schedule import empty_history, frame_of, worklist
-from hekta_redcap.report.build import Report, build_report, completeness_grid, write_report
+from hekta_redcap.report.build import (
+    Report,
+    build_report,
+    completeness_grid,
+    pdf_available,
+    write_report,
+)
 from hekta_redcap.report.inputs import Inputs
 
 TODAY = dt.date(2026, 6, 1)
@@ -248,6 +256,12 @@ def _png_text(data: bytes) -> str:
     return "\n".join(texts)
 
 
+def _pdf_text(data: bytes) -> str:
+    """A PDF's text and metadata, as a reader of it sees them."""
+    document = pypdf.PdfReader(io.BytesIO(data))
+    return "\n".join([*(p.extract_text() for p in document.pages), str(document.metadata)])
+
+
 def _every_byte(directory: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
@@ -264,7 +278,8 @@ def test_the_blinded_report_names_no_arm_anywhere(
     assert {"report.html", "baseline.csv", "recruitment.png", "completeness.svg"} <= set(files)
     assert {p.name for p in paths} <= {Path(f).name for f in files}
     for name, data in files.items():
-        text = _png_text(data) if name.endswith(".png") else data.decode("utf-8")
+        readable = {".png": _png_text, ".pdf": _pdf_text}.get(Path(name).suffix)
+        text = readable(data) if readable else data.decode("utf-8")
         for arm in ARM_NAMES:
             assert arm.lower() not in name.lower(), name
             assert arm.lower() not in text.lower(), (name, arm)
@@ -309,9 +324,25 @@ def test_language(project: Project, rows: pd.DataFrame, tmp_path: Path) -> None:
 def test_the_same_report_gives_the_same_files(report: Report, tmp_path: Path) -> None:
     write_report(report, tmp_path / "a")
     write_report(report, tmp_path / "b")
-    assert _every_byte(tmp_path / "a") == _every_byte(tmp_path / "b")
+    first, second = _every_byte(tmp_path / "a"), _every_byte(tmp_path / "b")
+    first.pop("report.pdf", None), second.pop("report.pdf", None)  # WeasyPrint's ids are random
+    assert first == second
 
 
 def test_an_empty_store_is_an_error(project: Project) -> None:
     with pytest.raises(HektaError, match="holds no records of hekta"):
         build_report(project, _inputs(pd.DataFrame()), TODAY)
+
+
+@pytest.mark.skipif(
+    not pdf_available(), reason="WeasyPrint (the optional pdf extra) is not installed"
+)
+def test_the_pdf_says_unblinded_on_every_page(
+    project: Project, rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    built = build_report(project, _inputs(rows), TODAY, "nb", unblinded=True)
+    paths = write_report(built, tmp_path)
+    assert paths[-1] == tmp_path / "report.pdf"
+    pages = pypdf.PdfReader(tmp_path / "report.pdf").pages
+    assert len(pages) > 3
+    assert all("AVBLINDET" in page.extract_text() for page in pages)

@@ -64,10 +64,13 @@ def _baseline_table(report: Report, project: Project, ctx: DictionaryContext) ->
     event = spec.event if spec else None
     fields = project.field_map()
     scores = {
-        s.name: instrument.form
+        name: instrument.form
         for instrument in project.instruments.values()
         if instrument.scoring
-        for s in [*instrument.scoring.scores, *instrument.scoring.derived]
+        for name in [
+            *(s.name for s in instrument.scoring.scores),
+            *(d.name for d in instrument.scoring.derived),
+        ]
     }
     seen: set[str] = set()
     for section in project.study.baseline_table:
