@@ -32,6 +32,7 @@ from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.texts import in_language
 from hekta_redcap.definitions.model import LANGUAGES
 from hekta_redcap.definitions.study import Project
+from hekta_redcap.randomization.design import design_of
 from hekta_redcap.report import figures, quality
 from hekta_redcap.report.baseline import baseline_table
 from hekta_redcap.report.blinding import TEXTS, Arms, arms_of
@@ -135,6 +136,7 @@ def sections(report: Report) -> list[Section]:
     sites = recruited.sites.set_index("label")
     sites.index.name = words["site"]
     screening = recruited.screening.rename(index=report.flow.labels)
+    screening.index.name = "stage"
     kept = report.retention
     shares = {"share": lambda v: "" if pd.isna(v) else f"{v:.0%}"}
     flow_table = report.flow.labelled()
@@ -155,28 +157,13 @@ def sections(report: Report) -> list[Section]:
             "screening",
             heads["screening"],
             [],
-            [
-                (
-                    "screening",
-                    screening.rename(columns=words)
-                    .reset_index(drop=True)
-                    .assign(**{words["stage"]: list(screening.index)})[
-                        [words["stage"], words["count"]]
-                    ],
-                )
-            ],
+            [("screening", screening.reset_index().rename(columns=words))],
         ),
         Section("flow", heads["flow"], [], [("flow", flow_table)], ["consort"]),
         Section(
             "baseline",
             heads["baseline"],
-            [
-                notes["baseline"].format(
-                    event=events.get(project.study.randomization.event or "", "")
-                    if project.study.randomization
-                    else ""
-                )
-            ],
+            [notes["baseline"].format(event=events.get(design_of(project).event or "", ""))],
             [("baseline", report.baseline.rename(columns=words))],
         ),
         Section(
