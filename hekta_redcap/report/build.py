@@ -27,7 +27,7 @@ import pandas as pd
 
 from hekta_redcap.analysis.consort import TOTAL, Flow, flow, write_flow
 from hekta_redcap.analysis.export.frames import Language, assessment_date
-from hekta_redcap.core.clock import shown_date, shown_time
+from hekta_redcap.core.clock import local, shown_date
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.texts import in_language
 from hekta_redcap.definitions.model import LANGUAGES
@@ -302,7 +302,10 @@ def render_html(report: Report, parts: list[Section], svgs: dict[str, str]) -> s
     )
     page = in_language(TEXTS, report.language, "page")
     lang = report.language
-    synced = shown_time(report.synced) if report.synced else "—"
+    synced = "—"
+    if report.synced is not None:
+        moment = local(report.synced)
+        synced = f"{shown_date(moment.date(), lang)} {moment:%H:%M}"
     return environment.get_template(TEMPLATE).render(
         lang=lang,
         title=page["title"].format(study=report.project.study.title),
