@@ -69,7 +69,7 @@ def baseline_table(
                 if skewed:
                     nonnormal.append(name)
                 statistic = words["median" if skewed else "mean"]
-            rows_out.append((getattr(section.section, language) or "", name, statistic))
+            rows_out.append((section.section.get(language) or "", name, statistic))
     names = [name for _, name, _ in rows_out]
     if data.empty or not names:
         return pd.DataFrame(columns=[*COLUMNS, *(arms.name(c) for c in arms.codes)])
