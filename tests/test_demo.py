@@ -39,6 +39,11 @@ def test_the_demo_randomizes_through_the_module_and_its_audit_finds_the_tamperin
     ]
     assert (tmp_path / "out" / "audit" / "tampered" / "audit.html").is_file()
     assert (tmp_path / "out" / "export" / "manifest.json").is_file()
+    report = tmp_path / "out" / "report" / "report.html"
+    assert any(
+        s.startswith(f"12. Trial report (blinded) for the committees: {report}") for s in said
+    )
+    assert "AVBLINDET" not in report.read_text(encoding="utf-8")
     _registers(said, tmp_path / "out")
 
 

@@ -31,6 +31,7 @@ Retention at a follow-up is assessed / due, where due = randomised - not yet due
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import textwrap
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ class Flow:
     followups: tuple[str, ...]
     as_of: dt.date
     language: str
+    # per randomised record: its column (group code or UNKNOWN), and its state at each
+    # follow-up (a column per event): what the counts above count, for reports that go on
+    states: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
     @property
     def groups(self) -> list[str]:
@@ -179,6 +183,7 @@ def flow(
         "randomised": by_group(pd.Series(True, index=records)),
     }
     plan = schedule(project, anchors[~anchors.index.duplicated()])
+    states = pd.DataFrame({GROUP: group[randomised]}, index=records[randomised])
     for followup in _assessments(rules):
         closes = plan[plan["event"] == followup.event].set_index("record_id")["window_close"]
         state = _states(
@@ -190,6 +195,7 @@ def flow(
         )
         for name in STATES:
             counts[f"{followup.event}.{name}"] = by_group(state == name)
+        states[followup.event] = state[randomised]
     for name in ENDINGS:
         counts[name] = by_group(ending == name)
     data_withdrawn = latest[DATA_USE] == NO
@@ -205,6 +211,7 @@ def flow(
         followups=tuple(f.event for f in _assessments(rules)),
         as_of=as_of,
         language=language,
+        states=states,
     )
 
 

@@ -30,6 +30,7 @@ from hekta_redcap.cli import (
     ops,
     randomization,
     registers,
+    report,
 )
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Settings
@@ -52,6 +53,7 @@ COMMANDS: list[click.Command] = [
     followup.remind_command,
     followup.outbox_command,
     analysis.export_command,
+    report.report_command,
     ops.daemon_command,
     ops.status_command,
 ]

@@ -264,6 +264,29 @@ class MissingCode(Node):
     label: str
 
 
+class Recruitment(Node):
+    """The planned recruitment the trial report measures against (docs/report.md): people
+    randomised from `start` to `end`, `target` in all, and per site (`per_site`: a target per
+    code of the randomization's stratum field, when a site's share is planned)."""
+
+    start: dt.date
+    end: dt.date
+    target: int
+    per_site: dict[str, int] = {}
+
+    _sites = field_validator("per_site", mode="before")(
+        lambda v: {str(k): n for k, n in v.items()} if isinstance(v, dict) else v
+    )
+
+
+class BaselineSection(Node):
+    """A section of the trial report's baseline table ("Table 1"): its heading and the fields
+    or scores it shows, as the export names them, at the randomization event."""
+
+    section: Text
+    variables: list[str]
+
+
 class Study(Node):
     project: str
     title: str
@@ -282,6 +305,8 @@ class Study(Node):
     reminders: ReminderPolicy | None = None
     randomization: Randomization | None = None
     register_linkage: RegisterLinkage | None = None
+    recruitment: Recruitment | None = None
+    baseline_table: list[BaselineSection] = []
 
     @property
     def longitudinal(self) -> bool:

@@ -10,7 +10,8 @@ reminder pass into a file outbox) and summarise what it found: records pulled, d
 (with the HTML report), scores, the nurses' follow-up worklist and the reminders it sends; link
 the cohort to the registers (the linkage list, one synthetic delivery per register imported with
 its deliberate errors reported, the 18-month register endpoint by arm); then write the analysts'
-long export with its codebook, CONSORT flow diagram and manifest.
+long export with its codebook, CONSORT flow diagram and manifest, and the committees' blinded
+trial report.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ from hekta_redcap.registers.outcomes import (
     MONTHS_EMPLOYED,
     register_tables,
 )
+from hekta_redcap.report.build import HTML, build_report, write_report
+from hekta_redcap.report.inputs import read_inputs
 from hekta_redcap.validation.report import overview, overview_line
 
 TRIAL = "hekta"
@@ -156,6 +159,7 @@ def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str],
         _followups(settings, trial, output, say)
         _registers(settings, trial, cohort, root, registers, say)
     _export(settings, trial, output, say)
+    _report(settings, trial, output, say)
 
 
 def _allocation_tables(
@@ -333,6 +337,15 @@ def _export(settings: Settings, project: Project, output: Path, say: Callable[[s
     say(f"11. Analyst export (long, CSV, de-identified) in {target}:")
     for line in exported.summary():
         say(f"   {line}")
+
+
+def _report(settings: Settings, project: Project, output: Path, say: Callable[[str], None]) -> None:
+    """The committees' trial report, blinded (arms as A and B), as of today."""
+    target = output / "report"
+    shutil.rmtree(target, ignore_errors=True)
+    report = build_report(project, read_inputs(settings, project), local(now()).date(), "nb")
+    files = write_report(report, target)
+    say(f"12. Trial report (blinded) for the committees: {target / HTML} ({len(files)} files)")
 
 
 def _followups(
