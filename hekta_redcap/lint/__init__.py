@@ -11,7 +11,8 @@ Rules in families, each a small function:
   text, choice sets, scoring specifications;
 - study rules check the project: its design (`lint.design`: events, mappings, repeating setup,
   codes), its follow-up and reminders (`lint.followup`), and validation's settings
-  (`lint.data_quality`), and its randomization (`lint.randomization`);
+  (`lint.data_quality`), its randomization (`lint.randomization`) and its site list
+  (`lint.sites`);
 - register rules (`lint.registers`) check the register layouts under `registers/`, once per
   definitions directory, since every project shares them.
 
@@ -45,6 +46,7 @@ from hekta_redcap.lint.design import DESIGN_RULES
 from hekta_redcap.lint.followup import FOLLOWUP_RULES
 from hekta_redcap.lint.randomization import RANDOMIZATION_RULES
 from hekta_redcap.lint.registers import REGISTER_RULES, lint_layouts
+from hekta_redcap.lint.sites import SITE_RULES
 
 __all__ = ["Finding", "lint_all", "lint_project", "project_context"]
 RULES = [
@@ -54,6 +56,7 @@ RULES = [
     *DATA_QUALITY_RULES,
     *RANDOMIZATION_RULES,
     *REGISTER_RULES,
+    *SITE_RULES,
 ]
 
 
