@@ -42,9 +42,12 @@ def carry_forward(data: Reviews) -> pd.DataFrame:
     plans["rating"] = plans["rating"].astype("Int64")
     plans["next_rating"] = plans["next_rating"].astype("Int64")
     plans["change"] = plans["next_rating"] - plans["rating"]
-    plans["outcome"] = [_outcome(item, after, change) for item, after, change in zip(
-        plans["item"], plans["next_review"], plans["change"], strict=True
-    )]
+    plans["outcome"] = [
+        _outcome(item, after, change)
+        for item, after, change in zip(
+            plans["item"], plans["next_review"], plans["change"], strict=True
+        )
+    ]
     return plans
 
 

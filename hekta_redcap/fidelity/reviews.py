@@ -63,6 +63,12 @@ class Scale:
         band = next(b for b in self.bands if b.code == code)
         return band.label.get(lang) or str(code)
 
+    def section_label(self, name: str, lang: str) -> str:
+        """A section score's label (`ips25_staffing` -> "IPS-25 staffing (3-15)")."""
+        assert self.instrument.scoring is not None
+        score = next(s for s in self.instrument.scoring.scores if s.name == name)
+        return score.label.get(lang) or name
+
     def item_label(self, item: str) -> str:
         """The item's short name as the scale prints it (`ips25_v14` -> `V14`)."""
         return item_suffix(SCALE, item).upper()
@@ -76,7 +82,9 @@ def scale_of(project: Project) -> Scale:
     scores = {s.name: s for s in instrument.scoring.scores}
     items = scores[TOTAL].items
     sections = {
-        s.name: s.items for s in instrument.scoring.scores if s.name != TOTAL and s.aggregate == "sum"
+        s.name: s.items
+        for s in instrument.scoring.scores
+        if s.name != TOTAL and s.aggregate == "sum"
     }
     category = next(d for d in instrument.scoring.derived if d.name == CATEGORY)
     return Scale(items, sections, list(category.bands or []), instrument)
