@@ -40,6 +40,19 @@ def test_the_demo_randomizes_through_the_module_and_its_audit_finds_the_tamperin
     assert (tmp_path / "out" / "audit" / "tampered" / "audit.html").is_file()
     assert (tmp_path / "out" / "export" / "manifest.json").is_file()
     _registers(said, tmp_path / "out")
+    _fidelity(said, tmp_path / "out")
+
+
+def _fidelity(said: list[str], out: Path) -> None:
+    """The companion study: the synthetic reviews loaded and synced, one line per site (its
+    latest band and trend), the report written."""
+    loaded = next(s for s in said if s.startswith("   IPS fidelity: "))
+    assert "synthetic reviews of 5 sites loaded into ips_fidelity; sync: ips_fidelity:" in loaded
+    sites = [s for s in said if s.startswith("   | ") and "fidelity (" in s]
+    assert len(sites) == 5
+    assert any(s.startswith("   | Bergen: Department of addiction medicine: ") for s in sites)
+    assert f"   IPS fidelity report (HTML and CSV tables): {out / 'fidelity' / 'report.html'}" in said
+    assert (out / "fidelity" / "plans.csv").is_file()
 
 
 def _registers(said: list[str], out: Path) -> None:

@@ -3,7 +3,7 @@ companion study's data, the same for the same seed and `today`.
 
 Each of the study file's sites (the retired ones left out) has three to five reviews, 9 to 18
 months apart, the last before `today`. A site has a fidelity level that mostly rises from review
-to review (one site in four slips back a little), and each item a difficulty of its own, so
+to review (about one site in three slips back a little), and each item a difficulty of its own, so
 totals spread across the bands and some items stay low. Each review agrees an improvement plan
 on two or three of its lowest-rated items (sometimes on an area instead); a planned item tends to
 be rated higher at the next review. Most reviews also hold both reviewers' own ratings before
@@ -72,8 +72,8 @@ def generate_reviews(
         gaps = [rng.randint(270, 540) for _ in range(count - 1)]
         last = today - dt.timedelta(days=rng.randint(20, 200))
         dates = [last - dt.timedelta(days=sum(gaps[i:])) for i in range(count)]
-        level = rng.uniform(2.3, 3.4)
-        slips = rng.random() < 0.25
+        level = rng.uniform(2.4, 3.7)
+        slips = rng.random() < 0.3
         planned: set[str] = set()
         for number, day in enumerate(dates, start=1):
             review = str(next(numbers))
@@ -100,7 +100,7 @@ def generate_reviews(
             if rng.random() < SHARE_RATED_INDEPENDENTLY:
                 rows += _raters(project, record_id, review, ratings, rng)
             planned = _plan(record_id, review, ratings, day, number == count, rows, rng)
-            level += rng.uniform(-0.25, 0.0) if slips else rng.uniform(0.05, 0.4)
+            level += rng.uniform(-0.25, 0.0) if slips else rng.uniform(0.0, 0.35)
     return SyntheticReviews(rows, sites, record_id)
 
 

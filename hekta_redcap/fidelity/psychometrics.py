@@ -138,7 +138,7 @@ def weighted_kappa(first: pd.Series, second: pd.Series) -> float:
     """Quadratic-weighted kappa of two raters over the codes 1-5; NaN when agreement by
     chance is complete (both rated one and the same code throughout)."""
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore")  # scikit-learn warns where kappa is undefined: NaN
         return float(
             cohen_kappa_score(list(first), list(second), labels=CODES, weights="quadratic")
         )
@@ -179,7 +179,7 @@ def intraclass(totals: pd.DataFrame) -> pd.DataFrame:
     if totals["review"].nunique() < 3:
         return pd.DataFrame(columns=columns)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore")  # pingouin's own use of pandas deprecations
         table = pingouin.intraclass_corr(totals, "review", "rater", "total")
     row = table.set_index("Type").loc["ICC(A,1)"]
     low, high = row["CI95"]
