@@ -51,7 +51,9 @@ def _fidelity(said: list[str], out: Path) -> None:
     sites = [s for s in said if s.startswith("   | ") and "fidelity (" in s]
     assert len(sites) == 5
     assert any(s.startswith("   | Bergen: Department of addiction medicine: ") for s in sites)
-    assert f"   IPS fidelity report (HTML and CSV tables): {out / 'fidelity' / 'report.html'}" in said
+    assert (
+        f"   IPS fidelity report (HTML and CSV tables): {out / 'fidelity' / 'report.html'}" in said
+    )
     assert (out / "fidelity" / "plans.csv").is_file()
 
 

@@ -481,7 +481,10 @@ def _changed_field(
         change(severity, detail, len(stored))
     if types[1] in CHOICE_TYPES and types[0] in CHOICE_TYPES:
         changes += _choice_changes(name, before, after, data)
-    elif before["select_choices_or_calculations"] != after["select_choices_or_calculations"]:
+    elif (
+        types[1] not in CHOICE_TYPES  # a field turned single-choice: its type change says so
+        and before["select_choices_or_calculations"] != after["select_choices_or_calculations"]
+    ):
         what = "calculation" if types[1] == "calc" else "slider labels"
         change("review", f"{what} changed (stored values are not recalculated)")
     changes += _validation_changes(name, before, after, data)
