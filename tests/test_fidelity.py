@@ -486,3 +486,11 @@ def test_change_between_consecutive_reviews() -> None:
         [1, 2, 18.1, 23, 23, 1],
         [2, 3, 13.6, 28, 25, 0],
     ]
+
+
+def test_an_export_without_the_rater_and_plan_forms_has_no_ratings_or_plans() -> None:
+    """A project still on the earlier definitions exports neither form's columns."""
+    data = read_reviews(PROJECT, [review("1", "2", "2024-05-01", {}, 4)])
+    assert data.reviews["ips25_total"].tolist() == [100] and data.reviews["band"].tolist() == [3]
+    assert data.ratings.empty and data.plans.empty
+    assert carry_forward(data).empty

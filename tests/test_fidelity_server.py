@@ -97,6 +97,7 @@ def test_the_psychometrics_command_on_the_synced_store(synced: Settings, tmp_pat
     assert result.exit_code == 0, result.output
     assert "Cronbach's alpha, IPS-25 total score (25–125): " in result.output
     assert "ICC(2,1) of the total: " in result.output
+    assert result.output.splitlines()[-1] == f"Tables written to {tmp_path}"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "agreement.csv",
         "alpha.csv",

@@ -93,7 +93,7 @@ def psychometrics_command(
     print a summary: floor and ceiling, item-total correlations, Cronbach's alpha with its
     interval overall and per section, weighted kappa per item and the total's ICC between the
     reviewers' own ratings, and change between consecutive reviews."""
-    from hekta_redcap.fidelity.psychometrics import psychometrics, summary
+    from hekta_redcap.fidelity.psychometrics import TEXTS, psychometrics, summary
     from hekta_redcap.fidelity.reviews import read_reviews
 
     log_lines()
@@ -105,4 +105,4 @@ def psychometrics_command(
         frame.to_csv(output / f"{name}.csv", index=False)
     for line in summary(data, tables, lang):
         click.echo(line)
-    click.echo(f"-> {output}")
+    click.echo(TEXTS["psychometrics.written"][lang].format(path=output))

@@ -210,6 +210,8 @@ def _ratings(
     if rater is None or rater.items_from is None:
         return pd.DataFrame(columns=columns)
     own = {item: rater.items_from.prefix + item_suffix(SCALE, item) for item in scale.items}
+    if any(name not in frame for name in [RATER, *own.values()]):
+        return pd.DataFrame(columns=columns)  # a project not yet pushed with the rater form
     rows = frame[frame[REPEAT_INSTRUMENT] == RATER_FORM]
     rows = rows[rows[project.study.record_id].isin(reviews["review"])]
     rows = rows[(rows[list(own.values())] != "").all(axis=1) & (rows[RATER] != "")]
@@ -231,7 +233,7 @@ def _plans(frame: pd.DataFrame, record_id: str, reviews: pd.DataFrame) -> pd.Dat
     columns = ["review", "site", "number", "date", "instance", *PLAN_FIELDS.values()]
     rows = frame[frame[REPEAT_INSTRUMENT] == PLAN_FORM]
     rows = rows[rows[record_id].isin(reviews["review"])]
-    if rows.empty:
+    if rows.empty or any(name not in rows for name in PLAN_FIELDS):
         return pd.DataFrame(columns=columns)
     out = rows[[record_id, REPEAT_INSTANCE, *PLAN_FIELDS]].rename(
         columns={record_id: "review", REPEAT_INSTANCE: "instance", **PLAN_FIELDS}
