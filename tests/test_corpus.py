@@ -186,7 +186,9 @@ def test_instrument_is_added_as_one_form(library: Path, name: str) -> None:
     if name.endswith(".zip"):
         assert "1 attachment(s) not imported" in result.output
     study = (library / "studies" / "ips_fidelity.yaml").read_text(encoding="utf-8")
-    assert study.rstrip().endswith("- {form: wellbeing_check}")
+    # appended to the instruments list, before the site list that follows it
+    instruments = study.split("\n# The services reviewed")[0]
+    assert instruments.rstrip().endswith("- {form: wellbeing_check}")
     assert "# Companion study" in study  # the rest of the file as it was
     rows = compiled(library, "ips_fidelity", library.parent)
     added = [r for r in rows if r["form_name"] == "wellbeing_check"]

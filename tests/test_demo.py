@@ -45,6 +45,23 @@ def test_the_demo_randomizes_through_the_module_and_its_audit_finds_the_tamperin
     )
     assert "AVBLINDET" not in report.read_text(encoding="utf-8")
     _registers(said, tmp_path / "out")
+    _fidelity(said, tmp_path / "out")
+
+
+def _fidelity(said: list[str], out: Path) -> None:
+    """The companion study: the synthetic reviews loaded and synced, one line per site (its
+    latest band and trend), the report written."""
+    start = next(i for i, s in enumerate(said) if s.startswith("   IPS fidelity: "))
+    assert (
+        "synthetic reviews of 5 sites loaded into ips_fidelity; sync: ips_fidelity:" in said[start]
+    )
+    sites = said[start + 1 : start + 6]
+    assert all(s.startswith("   | ") and ", 20" in s for s in sites)
+    assert any(s.startswith("   | Bergen: Department of addiction medicine: ") for s in sites)
+    assert (
+        f"   IPS fidelity report (HTML and CSV tables): {out / 'fidelity' / 'report.html'}" in said
+    )
+    assert (out / "fidelity" / "plans.csv").is_file()
 
 
 def _registers(said: list[str], out: Path) -> None:

@@ -140,7 +140,7 @@ FRESH = {  # what plan says of a bare project's settings, and what push then wri
             "purpose": ("safe", "purpose 0 -> 2 (research)"),
             "record_autonumbering_enabled": ("safe", "record auto-numbering enabled"),
         },
-        ["project_settings", "metadata"],
+        ["project_settings", "metadata", "repeatingFormsEvents"],
     ),
 }
 

@@ -84,7 +84,12 @@ def test_dictionary_has_redcaps_18_columns_in_order(project: str) -> None:
 
 def test_fixed_form_names_in_order() -> None:
     assert load_project("hekta", LIBRARY).forms == HEKTA_FORMS
-    assert load_project("ips_fidelity", LIBRARY).forms == ["site_review", "ips25"]
+    assert load_project("ips_fidelity", LIBRARY).forms == [
+        "site_review",
+        "ips25",
+        "ips25_rater",
+        "improvement_plan",
+    ]
 
 
 def test_record_id_is_first() -> None:
@@ -269,7 +274,14 @@ def test_design_command_writes_json_and_csv(tmp_path: Path) -> None:
 
 def test_classic_project_has_no_events() -> None:
     design = compile_design(load_project("ips_fidelity", LIBRARY))
-    assert (design.arms, design.events, design.mapping, design.repeating) == ([], [], [], [])
+    assert (design.arms, design.events, design.mapping) == ([], [], [])
+    assert design.repeating == [  # a classic project's repeating instruments name no event
+        {"form_name": "ips25_rater", "custom_form_label": "[rater_number]"},
+        {
+            "form_name": "improvement_plan",
+            "custom_form_label": "[plan_item] [plan_area] [plan_due]",
+        },
+    ]
 
 
 @pytest.mark.parametrize("project", ["hekta", "ips_fidelity"])

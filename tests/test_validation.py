@@ -475,6 +475,7 @@ def test_a_classic_project_and_an_empty_export() -> None:
     result = validate_records(project, pd.DataFrame([row]), today=dt.date(2026, 6, 1))
     assert found(result.problems) == {
         ("7", "", "", "review_date", "range"),
+        ("7", "", "", "review_site", "choice"),  # free text, not a code of the site list
         ("7", "", "", "review_reviewer_1", "required"),
         ("7", "", "", "review_type", "choice"),
     }

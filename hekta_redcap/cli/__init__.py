@@ -1,6 +1,6 @@
 """The `hekta-redcap` command line: one module per stage of the data flow (`definitions`,
-`deploy`, `data`, `randomization`, `registers`, `followup`, `analysis`, `ops`), each command a
-thin layer over its stage.
+`deploy`, `data`, `randomization`, `registers`, `followup`, `analysis`, `report`, `fidelity`,
+`ops`), each command a thin layer over its stage.
 
 Errors a user can fix (a bad definition file, a missing setting, REDCap refusing or out of
 reach) are printed as one line naming the file, line, variable or URL, with a non-zero exit
@@ -26,6 +26,7 @@ from hekta_redcap.cli import (
     data,
     definitions,
     deploy,
+    fidelity,
     followup,
     ops,
     randomization,
@@ -54,6 +55,7 @@ COMMANDS: list[click.Command] = [
     followup.outbox_command,
     analysis.export_command,
     report.report_command,
+    fidelity.fidelity_group,
     ops.daemon_command,
     ops.status_command,
 ]

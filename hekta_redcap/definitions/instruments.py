@@ -186,6 +186,29 @@ class Scoring(Node):
     derived: list[Derived] = []
 
 
+class ItemsFrom(Node):
+    """Another form's fields repeated after this form's own, each named with `prefix` in place
+    of the other form's `<form>_` (each reviewer's own IPS-25 ratings without a second list of
+    the 25 items); made when the project loads (definitions/generated.py)."""
+
+    form: str
+    prefix: str
+
+
+class GeneratedChoices(Node):
+    """A choice set made when the project loads from other definitions: the study's `sites`,
+    or (`items_of`) a form's fields, each coded by its name without the `<form>_` prefix."""
+
+    sites: bool = False
+    items_of: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GeneratedChoices:
+        if self.sites == (self.items_of is not None):
+            raise ValueError("give exactly one of sites: true or items_of")
+        return self
+
+
 class Instrument(Node):
     """One REDCap form with its fields, provenance and scoring."""
 
@@ -199,6 +222,8 @@ class Instrument(Node):
     choice_sets: dict[str, list[Choice]] = {}
     fields: list[Field]
     scoring: Scoring | None = None
+    items_from: ItemsFrom | None = None
+    generated_choices: dict[str, GeneratedChoices] = {}
     # Which rules lint holds the form to: the project's (its own forms) or only REDCap's (a form
     # adopted from another project's dictionary, whose other findings are warnings).
     rules: Literal["project", "redcap"] = "project"

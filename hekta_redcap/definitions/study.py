@@ -21,6 +21,7 @@ from pydantic import field_validator
 
 from hekta_redcap.core.errors import DefinitionError, Origin
 from hekta_redcap.definitions import yamlfile
+from hekta_redcap.definitions.generated import generate
 from hekta_redcap.definitions.instruments import Field, Instrument, apply_overlay, load_instrument
 from hekta_redcap.definitions.model import Node, Text
 
@@ -259,6 +260,20 @@ class RegisterLinkage(Node):
     consent: str
 
 
+class Site(Node):
+    """A service whose IPS fidelity is reviewed: its code in the review's site dropdown (a
+    code is never reused: a site that stops stays listed, `retired`), its label, health trust
+    and unit."""
+
+    code: str
+    label: Text
+    trust: str
+    unit: str | None = None
+    retired: bool = False
+
+    _code = field_validator("code", mode="before")(lambda v: str(v))
+
+
 class MissingCode(Node):
     code: str
     label: str
@@ -307,6 +322,7 @@ class Study(Node):
     register_linkage: RegisterLinkage | None = None
     recruitment: Recruitment | None = None
     baseline_table: list[BaselineSection] = []
+    sites: list[Site] = []
 
     @property
     def longitudinal(self) -> bool:
@@ -401,4 +417,5 @@ def load_project(name: str, root: Path | None = None, overlay_dir: Path | None =
         if instrument.licence == "codes_only" and overlay.is_file():
             apply_overlay(instrument, overlay)
         instruments[use.form] = instrument
+    generate(study, instruments)
     return Project(study, instruments, root)

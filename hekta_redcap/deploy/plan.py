@@ -471,12 +471,20 @@ def _changed_field(
     types = (before["field_type"], after["field_type"])
     if types[0] != types[1]:
         compatible = any(set(types) <= kind for kind in SAME_KIND)
-        count = 0 if compatible else len(data.values(name))
-        severity: Severity = "safe" if compatible else _count_severity(count)
-        change(severity, f"type {types[0]} -> {types[1]}", count)
+        stored = [] if compatible else data.values(name)
+        severity: Severity = "safe" if compatible else _count_severity(len(stored))
+        detail = f"type {types[0]} -> {types[1]}"
+        if stored and _all_codes(stored, after):
+            # free text recoded to the new choices' codes before the push keeps its meaning
+            severity = "review"
+            detail += f" (the {len(stored)} stored value(s) are all codes of the new choices)"
+        change(severity, detail, len(stored))
     if types[1] in CHOICE_TYPES and types[0] in CHOICE_TYPES:
         changes += _choice_changes(name, before, after, data)
-    elif before["select_choices_or_calculations"] != after["select_choices_or_calculations"]:
+    elif (
+        types[1] not in CHOICE_TYPES  # a field turned single-choice: its type change says so
+        and before["select_choices_or_calculations"] != after["select_choices_or_calculations"]
+    ):
         what = "calculation" if types[1] == "calc" else "slider labels"
         change("review", f"{what} changed (stored values are not recalculated)")
     changes += _validation_changes(name, before, after, data)
@@ -493,6 +501,14 @@ def _changed_field(
     if cosmetic:
         change("safe", "changed " + ", ".join(c.replace("_", " ") for c in cosmetic))
     return changes
+
+
+def _all_codes(values: list[str], after: dict[str, str]) -> bool:
+    """Every value is a code of a single-choice field's new choices."""
+    if after["field_type"] not in ("radio", "dropdown"):
+        return False
+    codes = {code for code, _ in parse_choices(after["select_choices_or_calculations"])}
+    return set(values) <= codes
 
 
 def _choice_changes(
@@ -698,7 +714,11 @@ def _repeating_changes(
     changes = []
     for (event, form), label in after.items():
         target = f"{form or '(whole event)'} @ {event}" if event else form
-        if (event, form) not in before:
+        if (event, form) not in before and not any(
+            m["form_name"] == form for m in current.values()
+        ):
+            changes.append(Change("repeating", "add", target, "safe", "new repeating instrument"))
+        elif (event, form) not in before:
             changes.append(Change("repeating", "add", target, "review", "starts repeating"))
         elif before[(event, form)] != label:
             changes.append(Change("repeating", "change", target, "safe", f"custom label '{label}'"))

@@ -11,7 +11,8 @@ reminder pass into a file outbox) and summarise what it found: records pulled, d
 the cohort to the registers (the linkage list, one synthetic delivery per register imported with
 its deliberate errors reported, the 18-month register endpoint by arm); then write the analysts'
 long export with its codebook, CONSORT flow diagram and manifest, and the committees' blinded
-trial report.
+trial report. Before the export, the companion study: synthetic IPS fidelity reviews loaded into
+ips_fidelity and synced, each site's latest band and trend, and the site report.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.scoring import score_all
 from hekta_redcap.definitions.study import Project, available_projects, load_project
 from hekta_redcap.devtools.cohort import Allocate, Cohort, generate
+from hekta_redcap.devtools.fidelity import generate_reviews
 from hekta_redcap.devtools.provision import provision
 from hekta_redcap.devtools.registers import deliveries
 from hekta_redcap.devtools.sandbox.allocation import backdate, edit_in_form, project_of, upload
 from hekta_redcap.devtools.sandbox.models import ProjectModel
 from hekta_redcap.devtools.sandbox.server import SandboxServer, running
+from hekta_redcap.fidelity import report as fidelity_report
 from hekta_redcap.followup import worklist as lists
 from hekta_redcap.followup.channels import FileOutbox
 from hekta_redcap.followup.outbox import Outbox
@@ -72,6 +75,7 @@ from hekta_redcap.report.inputs import read_inputs
 from hekta_redcap.validation.report import overview, overview_line
 
 TRIAL = "hekta"
+FIDELITY = "ips_fidelity"
 COHORT_SIZE = 300
 # The demo's allocation seeds, fixed so that it prints the same every run; not for a trial.
 DEMO_SEEDS = Seeds(
@@ -158,6 +162,7 @@ def run(root: Path, overlay_dir: Path | None, output: Path, say: Callable[[str],
         _scores(settings, trial, say)
         _followups(settings, trial, output, say)
         _registers(settings, trial, cohort, root, registers, say)
+        _fidelity(server, settings, projects, output, say)
     _export(settings, trial, output, say)
     _report(settings, trial, output, say)
 
@@ -327,6 +332,31 @@ def _endpoint(settings: Settings, project: Project, say: Callable[[str], None]) 
             f"{group[MONTHS_EMPLOYED].mean():.1f}; income in months 1-{ENDPOINT_MONTHS}: mean NOK "
             f"{group['income_total'].mean():,.0f}"
         )
+
+
+def _fidelity(
+    server: SandboxServer,
+    settings: Settings,
+    projects: list[Project],
+    output: Path,
+    say: Callable[[str], None],
+) -> None:
+    """The companion study: synthetic IPS-25 reviews of every site over the years (plans and
+    both reviewers' own ratings among them) loaded into ips_fidelity, synced, each site's
+    latest band and trend, and the site report."""
+    project = next(p for p in projects if p.name == FIDELITY)
+    reviews = generate_reviews(project, seed=1, today=local(now()).date())
+    loaded = reviews.load(redcap.Project(server.url, settings.token(FIDELITY).reveal()))
+    say(
+        f"   IPS fidelity: {loaded} synthetic reviews of {len(reviews.sites)} sites loaded into "
+        f"{FIDELITY}; sync: {sync.run(settings, FIDELITY).summary()}"
+    )
+    with Store.open(settings) as store:
+        rows = store.raw_rows(FIDELITY)
+    report = fidelity_report.write_report(project, rows, output / "fidelity", lang="en")
+    for line in report.lines("en"):
+        say(f"   | {line}")
+    say(f"   IPS fidelity report (HTML and CSV tables): {report.html}")
 
 
 def _export(settings: Settings, project: Project, output: Path, say: Callable[[str], None]) -> None:

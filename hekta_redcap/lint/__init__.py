@@ -11,8 +11,9 @@ Rules in families, each a small function:
   text, choice sets, scoring specifications;
 - study rules check the project: its design (`lint.design`: events, mappings, repeating setup,
   codes), its follow-up and reminders (`lint.followup`), and validation's settings
-  (`lint.data_quality`), its randomization (`lint.randomization`) and what the trial report
-  reads (`lint.report`: planned recruitment, the baseline table's variables);
+  (`lint.data_quality`), its randomization (`lint.randomization`), what the trial report
+  reads (`lint.report`: planned recruitment, the baseline table's variables) and its site list
+  (`lint.sites`);
 - register rules (`lint.registers`) check the register layouts under `registers/`, once per
   definitions directory, since every project shares them.
 
@@ -47,6 +48,7 @@ from hekta_redcap.lint.followup import FOLLOWUP_RULES
 from hekta_redcap.lint.randomization import RANDOMIZATION_RULES
 from hekta_redcap.lint.registers import REGISTER_RULES, lint_layouts
 from hekta_redcap.lint.report import REPORT_RULES
+from hekta_redcap.lint.sites import SITE_RULES
 
 __all__ = ["Finding", "lint_all", "lint_project", "project_context"]
 RULES = [
@@ -57,6 +59,7 @@ RULES = [
     *RANDOMIZATION_RULES,
     *REGISTER_RULES,
     *REPORT_RULES,
+    *SITE_RULES,
 ]
 
 

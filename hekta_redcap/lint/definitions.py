@@ -20,10 +20,11 @@ def _texts(report: Report, project: Project, ctx: DictionaryContext) -> None:
     """Every label has bokmål; English is expected; licensed text is installed or warned."""
     for inst in project.instruments.values():
         if inst.overlay_missing:
+            owner = inst.items_from.form if inst.items_from else inst.form
             report.warn(
                 "licensed-text",
                 f"{inst.form} is codes_only and its licensed text is not installed: compiled "
-                f"with placeholders (put the site's text in instruments/local/{inst.form}.yaml)",
+                f"with placeholders (put the site's text in instruments/local/{owner}.yaml)",
                 inst.origin("licence"),
             )
         if inst.licence == "codes_only" or inst.rules == "redcap":
