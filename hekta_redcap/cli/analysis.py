@@ -15,6 +15,7 @@ from hekta_redcap.cli.common import (
     definition_options,
     lang_option,
     load,
+    output_folder,
     project_option,
 )
 
@@ -37,13 +38,7 @@ from hekta_redcap.cli.common import (
     show_default=True,
     help="File format of the tables.",
 )
-@click.option(
-    "--output",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder.",
-)
+@output_folder()
 @click.option(
     "--pseudonyms",
     "key_file",

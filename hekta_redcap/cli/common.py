@@ -54,6 +54,19 @@ def load(project: str, root: Path, overlay_dir: Path | None) -> Project:
 
 
 project_option = click.option("--project", "-p", required=True, help="Project name, e.g. hekta.")
+
+
+def output_folder(help: str = "Folder to write into.") -> Callable[..., Any]:
+    """`--output`/`-o`, the folder a command writes its files into (required)."""
+    return click.option(
+        "--output",
+        "-o",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help=help,
+    )
+
+
 lang_option = click.option(
     "--lang", type=click.Choice(LANGUAGES), default="nb", show_default=True, help="Label language."
 )

@@ -17,6 +17,7 @@ from hekta_redcap.cli.common import (
     definition_options,
     lang_option,
     load,
+    output_folder,
     print_findings,
     project_option,
 )
@@ -56,7 +57,7 @@ def dictionary(
 
 @click.command()
 @project_option
-@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
+@output_folder()
 @lang_option
 @definition_options
 def design(project: str, output: Path, lang: str, root: Path, overlay_dir: Path | None) -> None:
@@ -70,7 +71,7 @@ def design(project: str, output: Path, lang: str, root: Path, overlay_dir: Path 
 
 @click.command("import-dictionary")
 @click.argument("csv_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
+@output_folder()
 @click.option(
     "--project",
     "-p",

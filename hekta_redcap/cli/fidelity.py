@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from hekta_redcap.cli.common import definition_options, lang_option, load, log_lines
+from hekta_redcap.cli.common import definition_options, lang_option, load, log_lines, output_folder
 from hekta_redcap.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -16,13 +16,6 @@ if TYPE_CHECKING:
 
 fidelity_project = click.option(
     "--project", "-p", default="ips_fidelity", show_default=True, help="The fidelity project."
-)
-output_option = click.option(
-    "--output",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder to write into.",
 )
 
 
@@ -47,7 +40,7 @@ def _synced_rows(settings: Settings, project: Project) -> list[dict[str, Any]]:
 
 @fidelity_group.command("report")
 @fidelity_project
-@output_option
+@output_folder()
 @click.option("--site", help="Only this site (its code in the study file's site list).")
 @click.option(
     "--mask-sites", is_flag=True, help='Show the sites as "Site A", "Site B" ... everywhere.'
@@ -82,7 +75,7 @@ def report_command(
 
 @fidelity_group.command("psychometrics")
 @fidelity_project
-@output_option
+@output_folder()
 @lang_option
 @definition_options
 @click.pass_context

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from hekta_redcap.cli.common import definition_options, lang_option, load, log_lines, project_option
+from hekta_redcap.cli.common import (
+    definition_options,
+    lang_option,
+    load,
+    log_lines,
+    output_folder,
+    project_option,
+)
 
 
 @click.group("randomization")
@@ -16,13 +23,7 @@ def randomization_group() -> None:
 
 @randomization_group.command("table")
 @project_option
-@click.option(
-    "--output",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for the two allocation tables, the manifest and the summary.",
-)
+@output_folder("Directory for the two allocation tables, the manifest and the summary.")
 @click.option(
     "--seed-file",
     type=click.Path(dir_okay=False, path_type=Path),

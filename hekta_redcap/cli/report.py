@@ -11,19 +11,19 @@ import click
 if TYPE_CHECKING:  # only for annotations: importing the report loads pandas
     from hekta_redcap.analysis.export import Language
 
-from hekta_redcap.cli.common import definition_options, lang_option, load, project_option
+from hekta_redcap.cli.common import (
+    definition_options,
+    lang_option,
+    load,
+    output_folder,
+    project_option,
+)
 from hekta_redcap.core.errors import HektaError
 
 
 @click.command("report")
 @project_option
-@click.option(
-    "--output",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder.",
-)
+@output_folder()
 @click.option(
     "--as-of",
     "as_of",

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from hekta_redcap.analysis.consort import TOTAL
@@ -41,11 +43,7 @@ def recruitment_figure(recruited: Recruitment, words: dict[str, str], arms: Arms
     step = max(1, len(monthly) // 12)
     ax.set_xticks(x[::step], list(monthly.index[::step]), rotation=45, ha="right")
     ax.set_ylabel(words["people"])
-    ax.set_title(_titled(words["recruitment"], arms), fontsize=FONT + 2)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=FONT - 1, loc="upper left")
-    figure.tight_layout()
-    return figure
+    return _lines_finished(figure, ax, _titled(words["recruitment"], arms), "upper left")
 
 
 def retention_figure(
@@ -72,11 +70,7 @@ def retention_figure(
     ax.set_ylim(0, 105)
     ax.set_xlabel(words["months"])
     ax.set_ylabel(words["percent"])
-    ax.set_title(_titled(words["retention"], arms), fontsize=FONT + 2)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=FONT - 1, loc="lower left")
-    figure.tight_layout()
-    return figure
+    return _lines_finished(figure, ax, _titled(words["retention"], arms), "lower left")
 
 
 def completeness_figure(grid: pd.DataFrame, words: dict[str, str], arms: Arms) -> Figure:
@@ -108,3 +102,14 @@ def write_figure(figure: Figure, directory: Path, name: str) -> tuple[list[Path]
     markup = buffer.getvalue()
     svg.write_text(markup, encoding="utf-8")
     return [png, svg], markup[markup.index("<svg") :]
+
+
+def _lines_finished(
+    figure: Figure, ax: Axes, title: str, legend: Literal["upper left", "lower left"]
+) -> Figure:
+    """A line chart's title, grid and legend (at `legend`), laid out."""
+    ax.set_title(title, fontsize=FONT + 2)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=FONT - 1, loc=legend)
+    figure.tight_layout()
+    return figure
