@@ -494,3 +494,37 @@ def test_an_export_without_the_rater_and_plan_forms_has_no_ratings_or_plans() ->
     assert data.reviews["ips25_total"].tolist() == [100] and data.reviews["band"].tolist() == [3]
     assert data.ratings.empty and data.plans.empty
     assert carry_forward(data).empty
+
+
+def test_validation_checks_each_repeating_instance_of_the_plans_and_ratings() -> None:
+    """A plan instance with an impossible due date, a status and an item that are no codes and
+    no finding, and a reviewer's rating of 6, each reported at its instance; the valid
+    instances of the same review give nothing."""
+    from hekta_redcap.validation import validate_records
+
+    rows = [
+        {
+            **review("1", "1", "2023-03-01", {}, 3),
+            "review_reviewer_1": "A",
+            "review_reviewer_2": "B",
+        },
+        plan("1", 1, "s1"),
+        {**plan("1", 2, "x9", status="7"), "plan_due": "2024-02-30", "plan_finding": ""},
+        rater("1", "1", {}, 3),
+        rater("1", "2", {"v14": 6}, 3),
+    ]
+    frame = pd.DataFrame(rows).fillna("")
+    frame[["review_unit", "review_comments"]] = ""
+    frame["plan_responsible"] = frame["redcap_repeat_instrument"].map(
+        lambda form: "Leader" if form == "improvement_plan" else ""
+    )
+    result = validate_records(PROJECT, frame, today=dt.date(2026, 6, 1))
+    problems = result.problems
+    got = {(r.record, r.instrument, r.instance, r.field, r.rule) for r in problems.itertuples()}
+    assert got == {
+        ("1", "improvement_plan", "2", "plan_due", "type"),
+        ("1", "improvement_plan", "2", "plan_item", "choice"),
+        ("1", "improvement_plan", "2", "plan_status", "choice"),
+        ("1", "improvement_plan", "2", "plan_finding", "required"),
+        ("1", "ips25_rater", "2", "ips25r_v14", "choice"),
+    }
