@@ -848,12 +848,12 @@ def _malformed_table(malformed: list[Problem]) -> pa.Table:
 def _overlaps(store: RegisterStore, new: Delivery) -> list[str]:
     """Active deliveries whose period overlaps the new one's without being the same: both
     stay active (only a delivery for the same period replaces one)."""
-    notes = []
+    notes, mine = [], new.known_period()
     for old in store.active(new.source):
-        if old.period == new.period or None in (*old.period, *new.period):
+        theirs = old.known_period()
+        if mine is None or theirs is None or theirs == mine:
             continue
-        assert old.period_start and old.period_end and new.period_start and new.period_end
-        if old.period_start <= new.period_end and new.period_start <= old.period_end:
+        if theirs[0] <= mine[1] and mine[0] <= theirs[1]:
             notes.append(
                 f"period overlaps active delivery {old.delivery_id} ({old.period_text()}), "
                 "which stays active: only a delivery for the same period replaces one"
