@@ -18,6 +18,7 @@ from hekta_redcap.cli import cli
 from hekta_redcap.core.clock import local
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.settings import Settings
+from hekta_redcap.registers import delivery as delivery_module
 from hekta_redcap.registers import store as store_module
 from hekta_redcap.registers.delivery import Imported, Problem, import_delivery, parse_period
 from hekta_redcap.registers.store import RegisterStore
@@ -400,6 +401,67 @@ def test_decimal_commas_months_and_padding(settings: Settings, key: Path, tmp_pa
     # the period of a delivery that names none: its own months, to the last day
     assert result.delivery is not None
     assert result.delivery.period == (dt.date(2024, 1, 1), dt.date(2024, 2, 29))
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 1 << 23])
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ("K 1", "K 1"),  # a space inside a value is kept
+        (" K1", "K1"),
+        ("K1 ", "K1"),
+        ('" K1 "', "K1"),  # quoted too
+        ("K1", "K1"),
+    ],
+)
+def test_values_are_trimmed_wherever_the_file_is_read_apart(
+    settings: Settings,
+    key: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    block: int,
+    value: str,
+    kept: str,
+) -> None:
+    """Trimming is skipped only when no space in the file touches a delimiter, a quote or a
+    line break: the bytes are surveyed a block at a time, so a space at a block's edge must
+    be seen with its neighbour in the next block."""
+    monkeypatch.setattr(delivery_module, "BLOCK", block)
+    last = f"10000002;K2;2024-01-03;FL;1;{'A01 ' if value == 'K1' else 'A01'}"
+    file = delivery(
+        tmp_path, "kpr.csv", [KPR_HEADER, f"10000001;{value};2024-01-02;FL;1;A01", last]
+    )
+    result = run(settings, key, file)
+    assert (result.kept, result.rejected) == (2, 0)
+    rows = RegisterStore.open(settings).rows("kpr")
+    assert rows["kontakt_id"].tolist() == [kept, "K2"]
+    assert rows["diagnose"].tolist() == ["A01", "A01"]  # the last byte's space seen at the end
+
+
+@pytest.mark.parametrize("block", [1, 4, 1 << 23])
+def test_lines_are_counted_to_the_last_that_is_not_blank(
+    settings: Settings,
+    key: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    block: int,
+) -> None:
+    """A clean file is kept in one pass only when its rows match its lines: trailing blank
+    lines do not count, a missing last line break does not lose a line, and a Norwegian
+    letter split between two blocks is still UTF-8."""
+    monkeypatch.setattr(delivery_module, "BLOCK", block)
+    file = tmp_path / "kpr.csv"
+    body = f"{KPR_HEADER}\n10000001;Kø1;2024-01-02;FL;1;A01\n10000002;K2;2024-01-03;FL;1;A01"
+    crlf = body.replace("\n", "\r\n")
+    for text in (body, body + "\n", body + "\n \n\n", crlf + "\r\n\r\n"):
+        file.write_bytes(text.encode("utf-8"))
+        result = run(settings, key, file)
+        assert (result.read, result.kept, result.notes) == (2, 2, [])
+        assert RegisterStore.open(settings).rows("kpr")["kontakt_id"].tolist() == ["Kø1", "K2"]
+    file.write_bytes((body + "\n10000003;K3;2024-01-04;XX;1;A01\n\n").encode("cp1252"))
+    result = run(settings, key, file)
+    assert problems(result) == [(4, "tjeneste", "unknown code", "")]
+    assert result.notes == ["read as Windows-1252 (Latin-1): the file is not UTF-8"]
 
 
 def test_lines_stay_right_after_blank_lines_and_line_breaks_in_values(

@@ -192,7 +192,7 @@ def import_delivery(
         fingerprint = pool.submit(_fingerprint, file)  # beside DuckDB's first pass
         known = set(read_key(key_file))
         with _duckdb(scratch, file) as con:
-            reader = _Reader.open(con, layout, file, scratch, _utf8(file))
+            reader = _Reader.open(con, layout, file, scratch)
             rows = _checked_rows(con, layout, reader.scan, known, window)
             parquet = scratch / "delivery.parquet"
             written = _to_parquet(con, layout, rows, parquet)
@@ -285,34 +285,71 @@ def _last_day(day: dt.date) -> dt.date:
 
 def _fingerprint(file: Path) -> tuple[str, int]:
     """The SHA-256 of the file's bytes and its number of lines (to the last that is not
-    blank), in one pass that runs beside DuckDB's (hashlib lets go of Python's lock)."""
+    blank), computed beside DuckDB's pass (hashlib and numpy let go of Python's lock)."""
+    import numpy as np
+
     digest = hashlib.sha256()
-    newlines, last = 0, b""
+    newlines, lines = 0, 0
     with file.open("rb") as handle:
         while block := handle.read(BLOCK):
             digest.update(block)
-            newlines += block.count(b"\n")
-            last = block
-    content = last.rstrip()
-    lines = newlines - last[len(content) :].count(b"\n") + (1 if content else 0)
+            found = int(np.count_nonzero(np.frombuffer(block, np.uint8) == ord("\n")))
+            content = len(block.rstrip())
+            if content:  # the lines to this block's last one that is not blank
+                lines = newlines + found - block[content:].count(b"\n") + 1
+            newlines += found
     return digest.hexdigest(), lines
 
 
-def _utf8(file: Path) -> bool:
-    """Whether the file is UTF-8: only blocks that are not ASCII need decoding."""
+@dataclass(frozen=True)
+class _Survey:
+    """What a quick look at a CSV's bytes tells before DuckDB reads it."""
+
+    utf8: bool
+    beside_spaces: frozenset[int]  # the bytes next to a space (a line break at either end)
+
+    def padded(self, delimiter: str) -> bool:
+        """Whether a value may start or end with a space: a space beside the delimiter, a
+        quote or a line break. Only then are values trimmed, which costs a tenth of the
+        import."""
+        return bool(self.beside_spaces & {ord(delimiter), ord('"'), ord("\n"), ord("\r")})
+
+
+def _survey(file: Path) -> _Survey:
+    """Whether the file is UTF-8 (only blocks that are not ASCII are decoded) and which bytes
+    stand beside its spaces (found by numpy, in blocks that hold a space)."""
+    import numpy as np
+
     decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8, beside = True, set()
+    previous, open_space = ord("\n"), False  # the byte before a block; whether it was a space
     with file.open("rb") as handle:
         while block := handle.read(BLOCK):
-            if not block.isascii():
+            if utf8 and not block.isascii():
                 try:
                     decoder.decode(block)
                 except UnicodeDecodeError:
-                    return False
+                    utf8 = False
+            if open_space:
+                beside.add(block[0])
+            if b" " in block:
+                data = np.frombuffer(block, np.uint8)
+                spaces = np.flatnonzero(data == ord(" "))
+                before = data[spaces[spaces > 0] - 1]
+                after = data[spaces[spaces < len(data) - 1] + 1]
+                counts = np.bincount(np.concatenate((before, after)), minlength=256)
+                beside.update(np.flatnonzero(counts).tolist())
+                if spaces[0] == 0:
+                    beside.add(previous)
+            previous = block[-1]
+            open_space = previous == ord(" ")  # the byte after it starts the next block
+    if open_space:
+        beside.add(ord("\n"))
     try:
         decoder.decode(b"", final=True)  # a sequence the last block left unfinished
     except UnicodeDecodeError:
-        return False
-    return True
+        utf8 = False
+    return _Survey(utf8, frozenset(beside))
 
 
 def _windows_1252(error: UnicodeError) -> tuple[str, int]:
@@ -374,11 +411,12 @@ class _Reader:
         layout: RegisterLayout,
         file: Path,
         scratch: Path,
-        utf8: bool,
     ) -> _Reader:
         function = STATISTICS.get(file.suffix.lower())
         if function is not None:
             return cls._statistics(con, layout, file, function)
+        survey = _survey(file)
+        utf8 = survey.utf8
         notes = [] if utf8 else ["read as Windows-1252 (Latin-1): the file is not UTF-8"]
         text = file if utf8 else _transcode(file, scratch / "delivery.csv")
         with text.open(encoding="utf-8-sig", newline="") as handle:
@@ -395,7 +433,8 @@ class _Reader:
             "store_rejects = true, rejects_table = '_malformed', rejects_scan = '_scan')"
         )
         columns = {v: None if i is None else f"c{i}" for v, i in picked.items()}
-        return cls(file, _trimmed(columns, scan), "line", 2, notes + more, text, delimiter)
+        scan = _trimmed(columns, scan, survey.padded(delimiter))
+        return cls(file, scan, "line", 2, notes + more, text, delimiter)
 
     @classmethod
     def _statistics(
@@ -422,7 +461,7 @@ class _Reader:
                 con.unregister("_chunk")
         except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as exc:
             raise HektaError(f"cannot read the file ({exc})", Origin(file)) from None
-        return cls(file, _trimmed(columns, "_raw"), "row", 1, notes)
+        return cls(file, _trimmed(columns, "_raw", padded=True), "row", 1, notes)
 
     def scanned(self, con: duckdb.DuckDBPyConnection, rows: int, lines: int) -> None:
         """After the scan: the lines DuckDB found malformed, and whether every record was one
@@ -521,20 +560,24 @@ def _match(
     return {v.name: position.get(v.name.lower()) for v in layout.variables}, notes
 
 
-def _trimmed(columns: dict[str, str | None], scan: str) -> str:
-    """SELECT each variable's column from `scan` without surrounding spaces, a blank as NULL
-    (only values holding a space are trimmed: trimming every value costs about as much as
-    reading the file; looking at a value's first and last character, twice as much as
-    searching it)."""
+def _trimmed(columns: dict[str, str | None], scan: str, padded: bool) -> str:
+    """SELECT each variable's column from `scan` without surrounding spaces, a blank as NULL.
+    Values are trimmed only when some may be `padded` (DuckDB's CSV reader already reads an
+    empty field as NULL), and then only those holding a space: trimming every value costs
+    about as much as reading the file; looking at a value's first and last character, twice
+    as much as searching it."""
     values = []
     for variable, column in columns.items():
         c = quoted(column) if column else None
-        values.append(
-            f"CASE WHEN contains({c}, ' ') OR {c} = '' THEN NULLIF(trim({c}), '') ELSE {c} END "
-            f"AS {quoted(variable)}"
-            if c
-            else f"NULL::VARCHAR AS {quoted(variable)}"
-        )
+        if c is None:
+            values.append(f"NULL::VARCHAR AS {quoted(variable)}")
+        elif padded:
+            values.append(
+                f"CASE WHEN contains({c}, ' ') OR {c} = '' THEN NULLIF(trim({c}), '') "
+                f"ELSE {c} END AS {quoted(variable)}"
+            )
+        else:
+            values.append(f"{c} AS {quoted(variable)}")
     return f"SELECT {', '.join(values)} FROM {scan}"
 
 
@@ -610,9 +653,7 @@ def _checked_rows(
 ) -> str:
     """SQL for every row of `scan` typed, with the text of what did not parse, the hash of
     its unique columns and its first problem (`_problem`, NULL when valid)."""
-    import pyarrow as pa
-
-    con.register("_keys", pa.table({"serial": sorted(known)}))
+    con.execute("CREATE TEMP TABLE _keys AS SELECT unnest($1::VARCHAR[]) AS serial", [list(known)])
     conditions: list[tuple[str, str, str]] = []  # (condition, reason, column)
     for v in sorted(layout.variables, key=lambda v: v.name != layout.key):
         value, text = quoted(v.name), quoted("_text_" + v.name)
