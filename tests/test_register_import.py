@@ -222,6 +222,31 @@ def test_numbers_and_ranges_are_checked(settings: Settings, key: Path, tmp_path:
     assert pd.isna(row["sluttdato"])
 
 
+def test_dates_and_months_in_each_format_and_only_those(
+    settings: Settings, key: Path, tmp_path: Path
+) -> None:
+    """A date is DD.MM.YYYY, YYYY-MM-DD or YYYYMMDD and a month YYYY-MM or YYYYMM, each
+    whole: a two-digit year or a digit short is not read as some other day."""
+    dates = ["02.01.2024", "2024-01-03", "20240104", "01.02.24", "2024011", "1.2.2024"]
+    dates += ["31.02.2024", "2024/01/05", "29.02.2024"]
+    lines = [KPR_HEADER] + [f"10000001;K{n};{d};FL;1;A01" for n, d in enumerate(dates)]
+    result = run(settings, key, delivery(tmp_path, "kpr.csv", lines))
+    assert [(p.line, p.reason) for p in result.problems] == [
+        (line, "not a date") for line in (5, 6, 7, 8, 9)
+    ]
+    kept = RegisterStore.open(settings).rows("kpr")["dato"].dt.date.tolist()
+    assert kept == [dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)] + [
+        dt.date(2024, 2, 29)
+    ]
+    header = "lopenr;maaned;orgnr;inntektstype;beloep"
+    months = ["2024-01", "202402", "24-03", "2024-4", "20245", "2024-13"]
+    lines = [header] + [f"10000001;{m};123456789;loennsinntekt;1" for m in months]
+    result = run(settings, key, delivery(tmp_path, "inntekt.csv", lines), "inntekt", None)
+    assert [(p.line, p.reason) for p in result.problems] == [
+        (line, "not a month") for line in (4, 5, 6, 7)
+    ]
+
+
 def test_a_relationship_overlapping_the_period_belongs_to_it(
     settings: Settings, key: Path, tmp_path: Path
 ) -> None:

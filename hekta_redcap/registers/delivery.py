@@ -616,19 +616,18 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
 
 def _parsed(variable: RegisterVariable, text: str) -> str:
     """SQL for a variable's typed value from its text (NULL when it does not parse)."""
+    # each format only at its own length: strptime alone would read 01.02.24 as the year 24
+    # and 2024011 as 2024-01-01
     match variable.type:
         case "date":
             return (
-                f"CASE WHEN length({text}) = 10 AND {text}[3] = '.' "
-                f"THEN try_strptime({text}, '%d.%m.%Y')::DATE "
-                f"WHEN length({text}) = 10 AND {text}[5] = '-' THEN try_cast({text} AS DATE) "
-                f"WHEN length({text}) = 8 THEN try_strptime({text}, '%Y%m%d')::DATE END"
+                f"(CASE strlen({text}) WHEN 10 THEN try_strptime({text}, ['%d.%m.%Y', '%Y-%m-%d']) "
+                f"WHEN 8 THEN try_strptime({text}, '%Y%m%d') END)::DATE"
             )
         case "month":
             return (
-                f"CASE WHEN length({text}) = 7 AND {text}[5] = '-' "
-                f"THEN try_strptime({text}, '%Y-%m')::DATE "
-                f"WHEN length({text}) = 6 THEN try_strptime({text}, '%Y%m')::DATE END"
+                f"(CASE strlen({text}) WHEN 7 THEN try_strptime({text}, '%Y-%m') "
+                f"WHEN 6 THEN try_strptime({text}, '%Y%m') END)::DATE"
             )
         case "number" | "integer":
             number = f"try_cast(replace(replace({text}, ' ', ''), ',', '.') AS DOUBLE)"
