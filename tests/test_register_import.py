@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import stat
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyreadstat
@@ -176,21 +177,23 @@ def test_a_clean_delivery_in_one_pass_and_any_problem_at_its_line(
         " 10000003 ;K3;20240104;KHO;9;P19",
         last,
     ]
-    passes: list[bool] = []
-    clean = module._clean
+    checked: list[str] = []  # the files that took the full check
+    full = module._check
 
-    def spied(*args: object) -> bool:
-        passes.append(clean(*args))
-        return passes[-1]
+    def spied(*args: Any) -> Imported:
+        checked.append(args[2].file.name)
+        return full(*args)
 
+    monkeypatch.setattr(module, "_check", spied)
     results = []
-    for name, patched in (("one.csv", spied), ("two.csv", lambda *_: False)):
-        monkeypatch.setattr(module, "_clean", patched)
+    for name in ("one.csv", "two.csv"):
+        if name == "two.csv":
+            monkeypatch.setattr(module, "_clean", lambda *_: False)
         store = Settings.load((), {"HEKTA_REGISTER_DIR": str(tmp_path / f"store-{name}")})
         result = run(store, key, delivery(tmp_path, name, rows))
         kept = RegisterStore.open(store).rows("kpr").sort_values("kontakt_id")
         results.append((problems(result), result.read, result.kept, kept.values.tolist()))
-    assert passes == [not expected]
+    assert checked == (["one.csv"] if expected else []) + ["two.csv"]
     assert results[0] == results[1]
     assert results[0][:3] == (expected, 4, 4 - len(expected))
 
@@ -235,9 +238,8 @@ def test_dates_and_months_in_each_format_and_only_those(
         (line, "not a date") for line in (5, 6, 7, 8, 9)
     ]
     kept = RegisterStore.open(settings).rows("kpr")["dato"].dt.date.tolist()
-    assert kept == [dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)] + [
-        dt.date(2024, 2, 29)
-    ]
+    days = [(1, 2), (1, 3), (1, 4), (2, 29)]
+    assert kept == [dt.date(2024, month, day) for month, day in days]
     header = "lopenr;maaned;orgnr;inntektstype;beloep"
     months = ["2024-01", "202402", "24-03", "2024-4", "20245", "2024-13"]
     lines = [header] + [f"10000001;{m};123456789;loennsinntekt;1" for m in months]
@@ -473,15 +475,18 @@ def test_lines_are_counted_to_the_last_that_is_not_blank(
 ) -> None:
     """A clean file is kept in one pass only when its rows match its lines: trailing blank
     lines do not count, a missing last line break does not lose a line, and a Norwegian
-    letter split between two blocks is still UTF-8."""
+    letter split between two blocks is still UTF-8. A last line holding only a space is
+    not blank but a line of too few fields, listed as such."""
     monkeypatch.setattr(delivery_module, "BLOCK", block)
     file = tmp_path / "kpr.csv"
     body = f"{KPR_HEADER}\n10000001;Kø1;2024-01-02;FL;1;A01\n10000002;K2;2024-01-03;FL;1;A01"
     crlf = body.replace("\n", "\r\n")
-    for text in (body, body + "\n", body + "\n \n\n", crlf + "\r\n\r\n"):
+    for text in (body, body + "\n", body + "\n\n\n", crlf + "\r\n\r\n", body + "\n \n"):
         file.write_bytes(text.encode("utf-8"))
         result = run(settings, key, file)
-        assert (result.read, result.kept, result.notes) == (2, 2, [])
+        spaced = text.endswith(" \n")
+        assert (result.read, result.kept, result.notes) == (2 + spaced, 2, [])
+        assert problems(result) == ([(4, "", "malformed line", "too few fields")] if spaced else [])
         assert RegisterStore.open(settings).rows("kpr")["kontakt_id"].tolist() == ["Kø1", "K2"]
     file.write_bytes((body + "\n10000003;K3;2024-01-04;XX;1;A01\n\n").encode("cp1252"))
     result = run(settings, key, file)

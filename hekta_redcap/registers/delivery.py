@@ -190,11 +190,14 @@ def import_delivery(
     window = parse_period(period)
     with store.writing() as scratch, ThreadPoolExecutor(1) as pool:
         fingerprint = pool.submit(_fingerprint, file)  # beside DuckDB's first pass
-        known = set(read_key(key_file))
+        known = list(set(read_key(key_file)))
         with _duckdb(scratch, file) as con:
+            con.execute(
+                "CREATE TEMP TABLE _keys AS SELECT unnest($1::VARCHAR[]) AS serial", [known]
+            )
             reader = _Reader.open(con, layout, file, scratch)
-            rows = _checked_rows(con, layout, reader.scan, known, window)
             parquet = scratch / "delivery.parquet"
+            rows = _checked_rows(layout, reader.scan, window)
             written = _to_parquet(con, layout, rows, parquet)
             digest, lines = fingerprint.result()
             earlier = store.find(source, digest)
@@ -294,7 +297,7 @@ def _fingerprint(file: Path) -> tuple[str, int]:
         while block := handle.read(BLOCK):
             digest.update(block)
             found = int(np.count_nonzero(np.frombuffer(block, np.uint8) == ord("\n")))
-            content = len(block.rstrip())
+            content = len(block.rstrip(b"\r\n"))
             if content:  # the lines to this block's last one that is not blank
                 lines = newlines + found - block[content:].count(b"\n") + 1
             newlines += found
@@ -643,16 +646,10 @@ def _problem(reason: str, column: str) -> str:
     return literal(f"{reason}|{column}")
 
 
-def _checked_rows(
-    con: duckdb.DuckDBPyConnection,
-    layout: RegisterLayout,
-    scan: str,
-    known: set[str],
-    window: Period | None,
-) -> str:
+def _checked_rows(layout: RegisterLayout, scan: str, window: Period | None) -> str:
     """SQL for every row of `scan` typed, with the text of what did not parse, the hash of
-    its unique columns and its first problem (`_problem`, NULL when valid)."""
-    con.execute("CREATE TEMP TABLE _keys AS SELECT unnest($1::VARCHAR[]) AS serial", [list(known)])
+    its unique columns and its first problem (`_problem`, NULL when valid); the serial
+    numbers are checked against `_keys`."""
     conditions: list[tuple[str, str, str]] = []  # (condition, reason, column)
     for v in sorted(layout.variables, key=lambda v: v.name != layout.key):
         value, text = quoted(v.name), quoted("_text_" + v.name)
