@@ -33,6 +33,7 @@ import argparse
 import csv
 import datetime as dt
 import multiprocessing
+import os
 import resource
 import shutil
 import sys
@@ -56,6 +57,7 @@ def in_child(step: Callable[..., Any], *args: Any) -> tuple[float, float, Any]:
 
 def _timed(step: Callable[..., Any], *args: Any) -> tuple[float, float, Any]:
     toolkit_imported()  # before the clock: every step's peak includes the imports
+    os.sync()  # the files an earlier step wrote go to disk now, not during this step
     start = time.perf_counter()
     result = step(*args)
     return time.perf_counter() - start, peak_mb(), result
