@@ -155,8 +155,20 @@ def test_each_rejected_row_is_listed_at_its_line(
         ("10000001;K1;2024-03-01;FL;1;A09", [(5, "lopenr+kontakt_id", "duplicate", "of line 2")]),
         ("10000001;K9;2024-03-01", [(5, "", "malformed line", "too few fields")]),
         ("10000001;K9;2024-03-01;FL;1;a09", [(5, "diagnose", "does not match the pattern", "")]),
+        ("10000001;K9;2024-03-01;XX;1;A09", [(5, "tjeneste", "unknown code", "")]),
+        ("10000001;K9;2024-13-01;FL;1;A09", [(5, "dato", "not a date", "")]),
+        ("10000009;K9;2024-03-01;FL;1;A09", [(5, "lopenr", "unknown serial number", "")]),
     ],
-    ids=["clean", "same id other person", "repeat", "malformed", "bad last row"],
+    ids=[
+        "clean",
+        "same id other person",
+        "repeat",
+        "malformed",
+        "bad pattern",
+        "unknown code",
+        "bad date",
+        "unknown serial",
+    ],
 )
 def test_a_clean_delivery_in_one_pass_and_any_problem_at_its_line(
     settings: Settings,
@@ -167,7 +179,8 @@ def test_a_clean_delivery_in_one_pass_and_any_problem_at_its_line(
     expected: list[tuple[int, str, str, str]],
 ) -> None:
     """A delivery without a problem is kept in one streaming pass; a problem in its last row
-    sends it to the full check, which keeps and lists the same as the full check alone."""
+    sends it to the full check, which keeps and lists the same as the full check alone
+    (codes and patterns, which the first pass checks on distinct values, included)."""
     from hekta_redcap.registers import delivery as module
 
     rows = [
@@ -196,6 +209,7 @@ def test_a_clean_delivery_in_one_pass_and_any_problem_at_its_line(
     assert checked == (["one.csv"] if expected else []) + ["two.csv"]
     assert results[0] == results[1]
     assert results[0][:3] == (expected, 4, 4 - len(expected))
+    assert len(results[0][3]) == 4 - len(expected)  # the store holds only the rows kept
 
 
 def test_numbers_and_ranges_are_checked(settings: Settings, key: Path, tmp_path: Path) -> None:

@@ -4,10 +4,11 @@ line, so that nothing valid is dropped silently and nothing invalid kept silentl
 
 Reading. CSV as registers write it: the delimiter (semicolon, comma, tab, bar) found from the
 header, UTF-8 with or without a byte-order mark, else Windows-1252/Latin-1 (transcoded to UTF-8
-first), values trimmed, decimal commas, dates as YYYY-MM-DD, DD.MM.YYYY or YYYYMMDD and months
-as YYYY-MM or YYYYMM. SAS, SAS transport, Stata and SPSS files through pyreadstat, a chunk at a
-time. Header names match the layout's whatever their case; a missing required column stops the
-import, a missing optional one is blank, and columns the layout lacks are noted and dropped.
+first), values trimmed (when a space in the file touches a delimiter, quote or line break),
+decimal commas, dates as YYYY-MM-DD, DD.MM.YYYY or YYYYMMDD and months as YYYY-MM or YYYYMM.
+SAS, SAS transport, Stata and SPSS files through pyreadstat, a chunk at a time. Header names
+match the layout's whatever their case; a missing required column stops the import, a missing
+optional one is blank, and columns the layout lacks are noted and dropped.
 
 Checking. A delivery may hold ten million rows, so the checks run in DuckDB, vectorised. Each
 row gets its first problem, column by column with the key first: a required value missing, a
@@ -15,10 +16,11 @@ value that does not parse, the schema's checks (`schema.checks`, the same the pa
 holds), a serial number the linkage key lacks, then a period date outside the delivery's
 period. Among the rows left, a row repeating an earlier one's unique columns is rejected as
 its duplicate (hashes find the few candidates). The first pass streams the valid rows straight
-into Parquet, in parallel, as DuckDB converts a CSV (the file's checksum computed beside it);
-when it kept a row for every line and no two share a key, that is the whole import. Otherwise
-a second pass reads the file into a table whose row ids keep the file's order, so that a
-rejected row's line is known without numbering every row.
+into Parquet, in parallel, as DuckDB converts a CSV (the file's checksum computed beside it),
+leaving codes and patterns to the few distinct values it kept; when it kept a row for every
+line, each distinct value holds and no two rows share a key, that is the whole import.
+Otherwise a second pass reads the file into a table whose row ids keep the file's order, so
+that a rejected row's line is known without numbering every row.
 
 Keeping. The valid rows go to Parquet, the rejected ones with their line, column, reason and
 values to a CSV beside it in the store (`store.py`). A file whose bytes were imported before
@@ -92,6 +94,9 @@ CHECKS: dict[str, tuple[str, Callable[[str, Any], str]]] = {
     "greater_than_or_equal_to": ("below the minimum", lambda c, low: f"{c} >= {low!r}"),
     "less_than_or_equal_to": ("above the maximum", lambda c, high: f"{c} <= {high!r}"),
 }
+# Checks of a value alone that registers repeat a great deal (a handful of codes in ten million
+# rows): the first pass leaves them to the distinct values it kept (`_values_hold`).
+ON_DISTINCT = frozenset({"isin", "str_matches"})
 MALFORMED_KINDS = {
     "MISSING COLUMNS": "too few fields",
     "TOO MANY COLUMNS": "too many fields",
@@ -197,8 +202,8 @@ def import_delivery(
             )
             reader = _Reader.open(con, layout, file, scratch)
             parquet = scratch / "delivery.parquet"
-            rows = _checked_rows(layout, reader.scan, window)
-            written = _to_parquet(con, layout, rows, parquet)
+            first = _checked_rows(layout, reader.scan, window, on_distinct=False)
+            written = _to_parquet(con, layout, first, parquet)
             digest, lines = fingerprint.result()
             earlier = store.find(source, digest)
             if earlier is not None:
@@ -208,6 +213,7 @@ def import_delivery(
                 result = Imported(source, file, "new", read=written, notes=reader.notes)
                 kept = literal(str(parquet))
             else:
+                rows = _checked_rows(layout, reader.scan, window)
                 result = _check(con, layout, reader, rows, lines)
                 kept = "(SELECT * FROM _checked WHERE _problem IS NULL)"
             if result.read == 0:
@@ -228,7 +234,7 @@ def import_delivery(
                 rows_rejected=result.rejected,
                 imported_at=now(),
             )
-            if result.reasons.get(DUPLICATE):  # the first pass kept them
+            if result.kept != written:  # the first pass kept rows the full check rejects
                 _to_parquet(con, layout, "SELECT * FROM _checked", parquet)
             rejects = _rejects(con, layout, reader, scratch) if result.rejected else None
         result.notes += _overlaps(store, delivery)
@@ -646,10 +652,13 @@ def _problem(reason: str, column: str) -> str:
     return literal(f"{reason}|{column}")
 
 
-def _checked_rows(layout: RegisterLayout, scan: str, window: Period | None) -> str:
+def _checked_rows(
+    layout: RegisterLayout, scan: str, window: Period | None, on_distinct: bool = True
+) -> str:
     """SQL for every row of `scan` typed, with the text of what did not parse, the hash of
     its unique columns and its first problem (`_problem`, NULL when valid); the serial
-    numbers are checked against `_keys`."""
+    numbers are checked against `_keys`. Without `on_distinct`, the checks `ON_DISTINCT`
+    names are left out (the first pass proves them on distinct values)."""
     conditions: list[tuple[str, str, str]] = []  # (condition, reason, column)
     for v in sorted(layout.variables, key=lambda v: v.name != layout.key):
         value, text = quoted(v.name), quoted("_text_" + v.name)
@@ -658,6 +667,8 @@ def _checked_rows(layout: RegisterLayout, scan: str, window: Period | None) -> s
         if v.type in NOT_READ:
             conditions.append((f"{text} IS NOT NULL AND {value} IS NULL", NOT_READ[v.type], v.name))
         for name, argument in checks(v):
+            if name in ON_DISTINCT and not on_distinct:
+                continue
             reason, sql = CHECKS[name]
             conditions.append((f"NOT ({sql(value, argument)})", reason, v.name))
         if v.name == layout.key:
@@ -712,12 +723,29 @@ def _clean(
     columns. Otherwise the full check (`_check`) reads the delivery again, in order, to number
     the lines it rejects; blank lines and line breaks inside values also take that way."""
     every = _one(con, "SELECT count(*) FROM _raw") if reader.text is None else lines - 1
-    if written != every:
+    stored = literal(str(parquet))
+    if written != every or not _values_hold(con, layout, stored):
         return False
     if layout.unique:
         unique = ", ".join(quoted(u) for u in layout.unique)
-        return not len(_repeated(con, f"SELECT hash({unique}) FROM {literal(str(parquet))}"))
+        return not len(_repeated(con, f"SELECT hash({unique}) FROM {stored}"))
     return True
+
+
+def _values_hold(con: duckdb.DuckDBPyConnection, layout: RegisterLayout, stored: str) -> bool:
+    """Whether each distinct value of the rows `stored` meets the checks the first pass
+    left out (`ON_DISTINCT`): four service codes checked once each rather than in ten
+    million rows spares the first pass a tenth of its time."""
+    # one scan: each column's distinct values as a list, filtered by its checks (a filter
+    # on a DISTINCT subquery would be pushed below it, onto every row)
+    failing = [
+        f"len(list_filter(list(DISTINCT {c}), lambda {c}: NOT ({CHECKS[name][1](c, argument)})))"
+        for v in layout.variables
+        for name, argument in checks(v)
+        if name in ON_DISTINCT
+        for c in [quoted(v.name)]
+    ]
+    return not failing or _one(con, f"SELECT {' + '.join(failing)} FROM {stored}") == 0
 
 
 def _check(
