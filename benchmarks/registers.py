@@ -20,11 +20,11 @@ step's peak memory. Every step, writing the delivery too, runs in a fresh proces
 imports only the standard library: a process's peak resident set (`ru_maxrss`) survives into
 the processes it starts, so each step's figure is its own. Each process imports DuckDB and the
 toolkit before the clock starts (the first row: what that alone holds). `--rows` keeps a run small;
-`--repeat` runs the reader and import steps that many times, interleaved, and prints each
+`--repeat` runs every step but the writing that many times, interleaved, and prints each
 one's median (a shared machine's load comes and goes); the figures are printed, nothing is
 asserted.
 
-    .venv/bin/python benchmarks/registers.py [--rows 10000000] [--people 50000] [--repeat 3]
+    .venv/bin/python benchmarks/registers.py [--rows 10000000] [--people 50000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--people", type=int, default=50_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -183,13 +183,13 @@ def main() -> None:
             "parquet": lambda: in_child(duckdb_read, path, root / "floor.parquet"),
             "faulty": lambda: in_child(run_import, root / "faulty", faulty, key),
             "imported": lambda: in_child(run_import, root, path, key),
+            "panel": lambda: in_child(build_panel, root, people),  # from the store just made
         }
         runs: dict[str, list[tuple[float, float, Any]]] = {name: [] for name in steps}
         for _ in range(args.repeat):
             for name, step in steps.items():
                 runs[name].append(step())
-        table, parquet, faulty_run, imported = (median(runs[name]) for name in steps)
-        built = in_child(build_panel, root, people)
+        table, parquet, faulty_run, imported, built = (median(runs[name]) for name in steps)
     print(f"  {'step':<44} {'rows':>12} {'seconds':>8} {'peak MB':>8}")
     for name, (seconds, peak, rows) in (
         ("a fresh process, the toolkit imported", (*baseline[:2], 0)),
