@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import logging
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -55,17 +55,19 @@ PEOPLE: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
-def store_rows(settings: Settings, people: Mapping[str, list[tuple[str, str, str]]]) -> None:
-    """Put rows in the store as a sync would (only the columns the linkage list reads)."""
-    columns = ["record_id", EVENT, "consent_registers", "national_id"]
+def store_rows(settings: Settings, people: Mapping[str, Sequence[tuple[str, ...]]]) -> None:
+    """Put rows in the store as a sync would (only the columns the linkage list reads): each
+    (event, consent to linkage, national identity number[, end-of-study status])."""
+    columns = ["record_id", EVENT, "consent_registers", "national_id", "eos_status"]
     template = orjson.dumps(columns).decode()
     with Store.open(settings) as store:
         store.begin_staging()
         staged = []
         for record, rows in people.items():
             keyed = []
-            for event, consent, number in rows:
-                row = dict(zip(columns, [record, event, consent, number], strict=True))
+            for values in rows:
+                padded = [record, *values, *[""] * (4 - len(values))]
+                row = dict(zip(columns, padded, strict=True))
                 keyed.append((row_key(record, row), "t", orjson.dumps(list(row.values())).decode()))
             staged.append(Staged(record, f"digest-{record}-{len(rows)}", keyed))
         store.stage(staged, {"t": template})
@@ -122,6 +124,36 @@ def test_the_list_holds_consenting_participants_with_valid_distinct_numbers(
         "  record 9 (baseline_arm_1, national_id): the same number as record 8",
         "  record 11 (baseline_arm_1, national_id): missing",
     ]
+
+
+def test_a_withdrawal_ends_linkage_but_not_the_key(
+    settings: Settings, project: Project, tmp_path: Path
+) -> None:
+    """A participant who withdrew is left out of every later list (counted, not listed as a
+    number to correct), keeps the serial number the key gave them, and those lost to
+    follow-up or deceased stay linked: registers are how they are still followed."""
+    key = tmp_path / "keys" / "key.csv"
+    write_linkage_list(settings, project, tmp_path / "first.csv", key)
+    serials = read_key(key)
+    store_rows(
+        settings,
+        {
+            "1": [(BASELINE, "1", VALID, "2")],  # withdrawn
+            "2": [(BASELINE, "1", D_NUMBER, "3")],  # lost to follow-up
+            "3": [(BASELINE, "1", SYNTHETIC), (FOLLOWUP, "", "", "4")],  # deceased
+            "6": [(BASELINE, "1", BAD_CHECK_DIGIT, "2")],  # withdrawn: nothing to correct
+        },
+    )
+    result = write_linkage_list(settings, project, tmp_path / "second.csv", key)
+    assert {fnr for fnr, _ in listed(tmp_path / "second.csv")} == {
+        D_NUMBER,
+        SYNTHETIC,
+        BORN_1854[3],
+    }
+    assert read_key(key) == serials  # record 1 keeps its number, should it be needed again
+    assert (result.written, result.stopped, result.without_consent) == (3, {"withdrawn": 2}, 2)
+    assert "left out, no longer linked: 2 withdrawn" in result.text().splitlines()
+    assert "record 6" not in result.text()
 
 
 def test_files_are_readable_by_their_owner_alone(

@@ -733,6 +733,20 @@ CASES = [
         anchor="  consent: consent_date",
     ),
     Case(
+        "register-linkage-stop-rule",
+        [
+            (
+                STUDY,
+                '  consent: consent_registers\n  stop:\n    - {reason: withdrawn, when: "[eos_status]',
+                '  consent: consent_registers\n  stop:\n    - {reason: withdrawn, when: "[eos_stats]',
+            )
+        ],
+        "register-linkage",
+        "stop rule 'withdrawn' reads 'eos_stats', which does not exist",
+        file=STUDY,
+        anchor="[eos_stats]",
+    ),
+    Case(
         "form-name-mismatch",
         [(AUDIT, "form: audit\n", "form: audit2\n")],
         "load",

@@ -254,10 +254,12 @@ class Randomization(Node):
 
 class RegisterLinkage(Node):
     """The fields register linkage reads (the linkage list, and validation's national-id
-    rule): the national identity number and the yes/no consent to linkage (1 = yes)."""
+    rule): the national identity number and the yes/no consent to linkage (1 = yes); `stop`:
+    who is no longer linked whatever that answer (a withdrawal ends linkage from then on)."""
 
     national_id: str
     consent: str
+    stop: list[StopRule] = []
 
 
 class Site(Node):

@@ -3,20 +3,37 @@ reminder policy (contact fields, stop rules, send calendar, templates)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from hekta_redcap.compile.checks import DictionaryContext
 from hekta_redcap.core.errors import HektaError
 from hekta_redcap.core.findings import Report
 from hekta_redcap.definitions.model import LANGUAGES, Node
 from hekta_redcap.definitions.registers import REGISTERS_DIR
-from hekta_redcap.definitions.study import (
-    Project,
-)
+from hekta_redcap.definitions.study import Project, StopRule
 from hekta_redcap.followup.messages import CHANNELS, TEMPLATES_DIR, template_names
 from hekta_redcap.followup.schedule import state_labels
 from hekta_redcap.followup.sendtime import SendCalendar
 from hekta_redcap.redcap import logic
+
+
+def check_stop_rules(
+    report: Report, rule: str, owner: Node, stops: list[StopRule], fields: Collection[str]
+) -> None:
+    """Each stop rule (`owner.stop`) parses as REDCap logic and reads fields that exist."""
+    for i, stop in enumerate(stops):
+        try:
+            refs = logic.references(logic.parse(stop.when))
+        except logic.LogicError as exc:
+            report.error(rule, f"stop rule '{stop.reason}': {exc}", owner.origin("stop", i))
+            continue
+        for ref in refs:
+            if ref.field and ref.field not in fields:
+                report.error(
+                    rule,
+                    f"stop rule '{stop.reason}' reads '{ref.field}', which does not exist",
+                    owner.origin("stop", i),
+                )
 
 
 def _schedule(report: Report, project: Project, ctx: DictionaryContext) -> None:
@@ -117,19 +134,7 @@ def _reminders(report: Report, project: Project, ctx: DictionaryContext) -> None
         if field_name and field_name not in fields:
             message = f"contact field '{field_name}' does not exist"
             report.error("followup", message, node.origin(key))
-    for i, rule in enumerate(policy.stop):
-        try:
-            refs = logic.references(logic.parse(rule.when))
-        except logic.LogicError as exc:
-            report.error("followup", f"stop rule '{rule.reason}': {exc}", policy.origin("stop", i))
-            continue
-        for ref in refs:
-            if ref.field and ref.field not in fields:
-                report.error(
-                    "followup",
-                    f"stop rule '{rule.reason}' reads '{ref.field}', which does not exist",
-                    policy.origin("stop", i),
-                )
+    check_stop_rules(report, "followup", policy, policy.stop, fields)
     present = template_names(project.root)
     wanted = [
         (s.template or s.name, c) for s in policy.steps if s.to == "participant" for c in CHANNELS

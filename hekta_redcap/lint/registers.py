@@ -17,6 +17,7 @@ from hekta_redcap.core.errors import DefinitionError, Origin
 from hekta_redcap.core.findings import Finding, Report
 from hekta_redcap.definitions.registers import REGISTERS_DIR, RegisterLayout, load_layout
 from hekta_redcap.definitions.study import Project
+from hekta_redcap.lint.followup import check_stop_rules
 
 # A name is a Parquet column, a DuckDB identifier and a Stata variable; names the store adds
 # itself, or that begin with an underscore (the import's own columns), cannot be used.
@@ -151,7 +152,7 @@ def lint_layouts(root: Path) -> list[Finding]:
 
 def _linkage(report: Report, project: Project, ctx: DictionaryContext) -> None:
     """The study's register_linkage names a text field marked as an identifier (the national
-    identity number) and a yes/no consent."""
+    identity number) and a yes/no consent, and its stop rules read fields that exist."""
     linkage = project.study.register_linkage
     if linkage is None:
         return
@@ -165,6 +166,7 @@ def _linkage(report: Report, project: Project, ctx: DictionaryContext) -> None:
         elif found[1].type not in types or (identifier and not found[1].identifier):
             kind = "a text field marked identifier: true" if identifier else "a yes/no field"
             report.error("register-linkage", f"field '{name}' must be {kind}", linkage.origin(key))
+    check_stop_rules(report, "register-linkage", linkage, linkage.stop, fields)
 
 
 REGISTER_RULES: list[Callable[[Report, Project, DictionaryContext], None]] = [_linkage]

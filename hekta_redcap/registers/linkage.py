@@ -1,8 +1,9 @@
 """The linkage list sent to the registers, and the key that turns their deliveries back into
 records.
 
-The list holds one row per participant who consented to register linkage and has a valid
-national identity number: `fnr;lopenr`, sorted by `lopenr`, so that its order says nothing
+The list holds one row per participant who consented to register linkage, whom no stop rule
+of the study's `register_linkage` holds for (a withdrawal), and who has a valid national
+identity number: `fnr;lopenr`, sorted by `lopenr`, so that its order says nothing
 about who enrolled when. `lopenr` is the project's serial number: drawn at random (`secrets`)
 the first time a participant is listed, never derived from the record id or the number, and
 kept in the linkage key (`record_id;lopenr`), which only ever grows, so that every list and
@@ -40,7 +41,9 @@ from hekta_redcap.core.identity import REASONS, IdentityCheck, Reason, check_nat
 from hekta_redcap.core.logline import line
 from hekta_redcap.core.settings import Settings
 from hekta_redcap.data.store import Store
-from hekta_redcap.definitions.study import Project, RegisterLinkage
+from hekta_redcap.definitions.study import Project, RegisterLinkage, StopRule
+from hekta_redcap.redcap import logic
+from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.redcap.names import EVENT
 
 logger = logging.getLogger("hekta_redcap.registers")
@@ -83,6 +86,7 @@ class LinkageResult:
     without_consent: int
     not_answered: int  # of those without consent: the question left blank
     to_correct: list[ToCorrect] = field(default_factory=list)
+    stopped: dict[str, int] = field(default_factory=dict)  # consented, left out: by stop rule
 
     @property
     def written(self) -> int:
@@ -96,6 +100,14 @@ class LinkageResult:
             f"linkage key {self.key_file}: {self.new_serials} new serial numbers",
             f"left out without consent to register linkage: {self.without_consent}"
             f" ({self.not_answered} not answered)",
+            *(
+                [
+                    "left out, no longer linked: "
+                    + ", ".join(f"{n} {r}" for r, n in self.stopped.items())
+                ]
+                if self.stopped
+                else []
+            ),
             f"to correct, not written: {len(self.to_correct)}",
             *(f"  {item.text()}" for item in self.to_correct),
         ]
@@ -116,6 +128,9 @@ def write_linkage_list(
         raise HektaError(f"the store holds no records of {project.name}: run `hekta-redcap sync`")
     people = _participants(project, fields, rows)
     consenting = {r: p for r, p in people.items() if p.consent == "1"}
+    stops = {record: _stopped(fields, p) for record, p in consenting.items()}
+    stopped = Counter(reason for reason in stops.values() if reason)
+    consenting = {r: p for r, p in consenting.items() if not stops[r]}
     valid, to_correct = _checked(consenting, fields.national_id, settings.allow_synthetic_ids)
     serial_of, new = _serials(key_file, list(valid))
     _write_list(out, sorted((serial_of[record], c.number) for record, c in valid.items()))
@@ -126,9 +141,10 @@ def write_linkage_list(
         key_file,
         dict(Counter(str(c.kind) for c in valid.values())),
         new,
-        len(people) - len(consenting),
-        sum(1 for r, p in people.items() if r not in consenting and not p.consent),
+        len(people) - len(consenting) - stopped.total(),
+        sum(1 for p in people.values() if not p.consent),
         to_correct,
+        dict(stopped),
     )
     logger.info(
         line(
@@ -136,6 +152,7 @@ def write_linkage_list(
             written=result.written,
             new_serials=new,
             without_consent=result.without_consent,
+            stopped=stopped.total(),
             to_correct=len(to_correct),
         )
     )
@@ -159,6 +176,13 @@ def linkage_fields(project: Project) -> RegisterLinkage:
                 f"register_linkage: '{getattr(fields, key)}' is not a field of {project.name}",
                 study.origin("register_linkage", key),
             )
+    for i, rule in enumerate(fields.stop):
+        try:
+            _rule(rule)
+        except logic.LogicError as exc:
+            raise DefinitionError(
+                f"register_linkage stop rule '{rule.reason}': {exc}", fields.origin("stop", i)
+            ) from None
     return fields
 
 
@@ -189,6 +213,7 @@ class _Participant:
     consent: str = ""
     number: str = ""  # the latest non-blank national identity number, as stored
     event: str = ""  # where that number is, or where one belongs
+    latest: dict[str, str] = field(default_factory=dict)  # what the stop rules read
 
 
 def _participants(
@@ -199,6 +224,7 @@ def _participants(
     codes = {m.code for m in project.study.missing_data_codes}
     form = project.field_map()[fields.national_id][0].form
     first = project.events_of(form)[0] if project.study.longitudinal else ""
+    read = {_column(ref) for rule in fields.stop for ref in logic.references(_rule(rule))}
     people: dict[str, _Participant] = {}
     for row in rows:
         person = people.setdefault(str(row[project.study.record_id]), _Participant(event=first))
@@ -208,7 +234,26 @@ def _participants(
             person.consent = consent
         if number and number not in codes:
             person.number, person.event = number, str(row.get(EVENT) or "")
+        person.latest.update((c, str(row[c])) for c in read if str(row.get(c) or "").strip())
     return people
+
+
+def _stopped(fields: RegisterLinkage, person: _Participant) -> str:
+    """The first stop rule that holds on the participant's latest values, or ""."""
+    for rule in fields.stop:
+        held = logic.evaluate(_rule(rule), lambda ref: logic.value_in(person.latest, ref))
+        if logic.is_true(held):
+            return rule.reason
+    return ""
+
+
+def _rule(rule: StopRule) -> logic.Node:
+    return logic.parse(rule.when)
+
+
+def _column(ref: logic.Ref) -> str:
+    """The export column a plain reference reads (a checkbox option: its own column)."""
+    return checkbox_column(ref.field or "", ref.code) if ref.code else ref.field or ""
 
 
 def _checked(
