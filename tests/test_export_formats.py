@@ -8,6 +8,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pyreadstat
@@ -23,6 +24,7 @@ from hekta_redcap.analysis.export import (
     integer_codes,
     write_tables,
 )
+from hekta_redcap.core.errors import HektaError
 from hekta_redcap.definitions.study import Project, load_project
 from hekta_redcap.devtools.cohort import generate
 
@@ -281,3 +283,21 @@ def test_statistics_formats_number_codes_that_are_not_integers(
         1: "IPS (Individuell jobbstøtte)",
         2: "Selvhjelpspakke og kurs",
     }
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(1_048_576, 1), (1, 16_385)])
+def test_a_table_larger_than_an_excel_sheet_stops_the_export_before_any_file(
+    tmp_path: Path, rows: int, columns: int
+) -> None:
+    """A register panel of a population does not fit a sheet: the export says so and
+    writes nothing, not a workbook Excel would cut short."""
+    small = Table("participants", pd.DataFrame({"record_id": ["1", "2"]}), {}, {})
+    frame = pd.DataFrame(np.zeros((rows, columns)), columns=[f"v{i}" for i in range(columns)])
+    large = Table("register_panel", frame, {}, {})
+    with pytest.raises(HektaError, match=f"table register_panel has {rows:,} rows and "):
+        write_tables([small, large], "xlsx", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    fits = pd.DataFrame(np.zeros((3, 2)), columns=["a", "b"])
+    assert [p.name for p in write_tables([Table("t", fits, {}, {})], "xlsx", tmp_path)] == [
+        "t.xlsx"
+    ]

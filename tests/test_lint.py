@@ -737,8 +737,8 @@ CASES = [
         [
             (
                 STUDY,
-                '  consent: consent_registers\n  stop:\n    - {reason: withdrawn, when: "[eos_status]',
-                '  consent: consent_registers\n  stop:\n    - {reason: withdrawn, when: "[eos_stats]',
+                'consent_registers\n  stop:\n    - {reason: withdrawn, when: "[eos_status]',
+                'consent_registers\n  stop:\n    - {reason: withdrawn, when: "[eos_stats]',
             )
         ],
         "register-linkage",

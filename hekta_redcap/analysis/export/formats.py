@@ -14,7 +14,8 @@
   cannot hold at all is an error. Labels are cut to the format's limits (Stata: 80 characters;
   SPSS: 256 bytes, value labels 120 bytes), with "…" where cut.
 - `xlsx` (openpyxl): sheet `data` (codes as in CSV, yes/no as TRUE/FALSE, dates as dates) and
-  sheet `variables` (name, label, value labels).
+  sheet `variables` (name, label, value labels). A table larger than a sheet holds (a register
+  panel of a population) stops the export before any file is written.
 
     >>> files = write_tables(build_tables(project, rows, "long"), "dta", Path("out"))
 """
@@ -43,6 +44,7 @@ Format = Literal["csv", "parquet", "sav", "dta", "xlsx"]
 FORMATS: tuple[str, ...] = get_args(Format)
 METADATA_KEY = b"hekta_redcap"
 ELLIPSIS = "…"
+XLSX_ROWS, XLSX_COLUMNS = 1_048_576, 16_384  # what an Excel sheet holds, its header row included
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,9 @@ def write_tables(tables: list[Table], fmt: Format, directory: Path) -> list[Path
     CSV label sidecars; returns the files written, in order."""
     if fmt not in FORMATS:
         raise HektaError(f"unknown export format '{fmt}' (formats: {', '.join(FORMATS)})")
+    if fmt == "xlsx":
+        for table in tables:
+            _fits_a_sheet(table)
     directory.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     for table in tables:
@@ -338,6 +343,16 @@ def _parquet(table: Table, directory: Path) -> list[Path]:
     path = directory / f"{table.name}.parquet"
     pq.write_table(pa.Table.from_arrays(columns, schema=schema), path)
     return [path]
+
+
+def _fits_a_sheet(table: Table) -> None:
+    rows, columns = table.frame.shape
+    if rows + 1 > XLSX_ROWS or columns > XLSX_COLUMNS:
+        raise HektaError(
+            f"table {table.name} has {rows:,} rows and {columns:,} columns: an Excel sheet holds "
+            f"{XLSX_ROWS - 1:,} rows below its header and {XLSX_COLUMNS:,} columns; export as "
+            f"csv, parquet, sav or dta (nothing was written)"
+        )
 
 
 def _xlsx(table: Table, directory: Path) -> list[Path]:
