@@ -508,6 +508,37 @@ def test_lines_are_counted_to_the_last_that_is_not_blank(
     assert result.notes == ["read as Windows-1252 (Latin-1): the file is not UTF-8"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+@pytest.mark.parametrize(
+    "endings",
+    [["\n", "\n", "\r\n", "\r\n"], ["\r\n", "\n", "\r\n", "\n"]],
+    ids=["lf-then-crlf", "crlf-and-lf"],
+)
+def test_mixed_line_endings_are_read_as_one_kind(
+    settings: Settings, key: Path, tmp_path: Path, encoding: str, endings: list[str]
+) -> None:
+    """A file whose lines end in both CRLF and LF (lines added in another editor), which
+    DuckDB's reader cannot take, is read from a copy with one kind: every row kept or listed
+    at its line, no carriage return left in a value."""
+    lines = [
+        KPR_HEADER,
+        "10000001;Kø1;02.01.2024;FL;1;A01",
+        "10000002;K2;2024-01-03;XX;2;A02",
+        "10000003;K3;2024-01-04;LV;9;A03",
+    ]
+    file = tmp_path / "kpr.csv"
+    file.write_bytes("".join(a + b for a, b in zip(lines, endings, strict=True)).encode(encoding))
+    result = run(settings, key, file)
+    assert problems(result) == [(3, "tjeneste", "unknown code", "")]
+    assert result.notes == [
+        "read with one kind of line ending: the file mixes CRLF and LF"
+        if encoding == "utf-8"
+        else "read as Windows-1252 (Latin-1): the file is not UTF-8"  # its copy has one kind
+    ]
+    rows = RegisterStore.open(settings).rows("kpr")
+    assert rows[["kontakt_id", "diagnose"]].values.tolist() == [["Kø1", "A01"], ["K3", "A03"]]
+
+
 def test_lines_stay_right_after_blank_lines_and_line_breaks_in_values(
     settings: Settings, key: Path, tmp_path: Path
 ) -> None:

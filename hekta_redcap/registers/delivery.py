@@ -4,8 +4,9 @@ line, so that nothing valid is dropped silently and nothing invalid kept silentl
 
 Reading. CSV as registers write it: the delimiter (semicolon, comma, tab, bar) found from the
 header, UTF-8 with or without a byte-order mark, else Windows-1252/Latin-1 (transcoded to UTF-8
-first), values trimmed (when a space in the file touches a delimiter, quote or line break),
-decimal commas, dates as YYYY-MM-DD, DD.MM.YYYY or YYYYMMDD and months as YYYY-MM or YYYYMM.
+first; a UTF-8 file whose line endings mix CRLF and LF too), values trimmed (when a space in
+the file touches a delimiter, quote or line break), decimal commas, dates as YYYY-MM-DD,
+DD.MM.YYYY or YYYYMMDD and months as YYYY-MM or YYYYMM.
 SAS, SAS transport, Stata and SPSS files through pyreadstat, a chunk at a time. Header names
 match the layout's whatever their case; a missing required column stops the import, a missing
 optional one is blank, and columns the layout lacks are noted and dropped.
@@ -200,10 +201,8 @@ def import_delivery(
             con.execute(
                 "CREATE TEMP TABLE _keys AS SELECT unnest($1::VARCHAR[]) AS serial", [known]
             )
-            reader = _Reader.open(con, layout, file, scratch)
             parquet = scratch / "delivery.parquet"
-            first = _checked_rows(layout, reader.scan, window, on_distinct=False)
-            written = _to_parquet(con, layout, first, parquet)
+            reader, written = _first_pass(con, layout, file, scratch, window, parquet)
             digest, lines = fingerprint.result()
             earlier = store.find(source, digest)
             if earlier is not None:
@@ -370,12 +369,24 @@ def _windows_1252(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error("hekta-latin-1", _windows_1252)
 
 
-def _transcode(file: Path, target: Path) -> Path:
-    """A copy of a Windows-1252/Latin-1 file in UTF-8, for DuckDB's reader."""
-    with file.open("rb") as source, target.open("w", encoding="utf-8", newline="") as out:
+def _transcode(file: Path, target: Path, encoding: str) -> Path:
+    """A copy of the file in UTF-8 with one kind of line ending (CRLF and a lone CR read as
+    LF), for DuckDB's reader: of a Windows-1252/Latin-1 file, or of a UTF-8 one whose line
+    endings are mixed, which DuckDB's reader cannot take."""
+    errors = "hekta-latin-1" if encoding == "cp1252" else "strict"
+    with (
+        file.open(encoding=encoding, errors=errors, newline=None) as source,
+        target.open("w", encoding="utf-8", newline="") as out,
+    ):
         while block := source.read(BLOCK):
-            out.write(block.decode("cp1252", errors="hekta-latin-1"))
+            out.write(block)
     return target
+
+
+def _holds_cr(file: Path) -> bool:
+    """Whether the file holds a carriage return (without one, its line endings are LF)."""
+    with file.open("rb") as handle:
+        return any(b"\r" in block for block in iter(lambda: handle.read(BLOCK), b""))
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -420,6 +431,7 @@ class _Reader:
         layout: RegisterLayout,
         file: Path,
         scratch: Path,
+        one_line_ending: bool = False,
     ) -> _Reader:
         function = STATISTICS.get(file.suffix.lower())
         if function is not None:
@@ -427,7 +439,12 @@ class _Reader:
         survey = _survey(file)
         utf8 = survey.utf8
         notes = [] if utf8 else ["read as Windows-1252 (Latin-1): the file is not UTF-8"]
-        text = file if utf8 else _transcode(file, scratch / "delivery.csv")
+        if one_line_ending:
+            notes.append("read with one kind of line ending: the file mixes CRLF and LF")
+        text = file
+        if not utf8 or one_line_ending:
+            encoding = "utf-8-sig" if utf8 else "cp1252"
+            text = _transcode(file, scratch / "delivery.csv", encoding)
         with text.open(encoding="utf-8-sig", newline="") as handle:
             header = handle.readline()
         if not header.strip():
@@ -707,6 +724,33 @@ def _checked_rows(
         f"SELECT {', '.join(kept)}, CASE {problem} END AS _problem "
         f"FROM (SELECT {typed} FROM ({scan}))"
     )
+
+
+def _first_pass(
+    con: duckdb.DuckDBPyConnection,
+    layout: RegisterLayout,
+    file: Path,
+    scratch: Path,
+    window: Period | None,
+    parquet: Path,
+) -> tuple[_Reader, int]:
+    """Open the delivery and stream the rows that pass the row checks into Parquet (codes and
+    patterns are left to `_values_hold`); how many were written. A CSV DuckDB's reader trips
+    over that holds a carriage return (CRLF and LF mixed) is read again from a copy with one
+    kind of line ending."""
+    import duckdb
+
+    def stream(reader: _Reader) -> tuple[_Reader, int]:
+        rows = _checked_rows(layout, reader.scan, window, on_distinct=False)
+        return reader, _to_parquet(con, layout, rows, parquet)
+
+    reader = _Reader.open(con, layout, file, scratch)
+    try:
+        return stream(reader)
+    except duckdb.InvalidInputException:
+        if reader.text != file or not _holds_cr(file):
+            raise
+    return stream(_Reader.open(con, layout, file, scratch, one_line_ending=True))
 
 
 def _clean(
