@@ -530,26 +530,34 @@ def test_mixed_line_endings_are_read_as_one_kind(
     file.write_bytes("".join(a + b for a, b in zip(lines, endings, strict=True)).encode(encoding))
     result = run(settings, key, file)
     assert problems(result) == [(3, "tjeneste", "unknown code", "")]
+    latin = ["read as Windows-1252 (Latin-1): the file is not UTF-8"]
     assert result.notes == [
-        "read with one kind of line ending: the file mixes CRLF and LF"
-        if encoding == "utf-8"
-        else "read as Windows-1252 (Latin-1): the file is not UTF-8"  # its copy has one kind
+        *(latin if encoding == "cp1252" else []),
+        "read with one kind of line ending: the file mixes CRLF and LF",
     ]
     rows = RegisterStore.open(settings).rows("kpr")
     assert rows[["kontakt_id", "diagnose"]].values.tolist() == [["Kø1", "A01"], ["K3", "A03"]]
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "cp1252"])
 def test_lines_stay_right_after_blank_lines_and_line_breaks_in_values(
-    settings: Settings, key: Path, tmp_path: Path
+    settings: Settings, key: Path, tmp_path: Path, encoding: str
 ) -> None:
+    """Read as it is (UTF-8, Latin-1) or from a UTF-8 copy (Windows-1252: € is 0x80), a
+    line is still the line an editor shows, and an extra column's Norwegian name is kept."""
     file = tmp_path / "kpr.csv"
     file.write_text(
-        f"{KPR_HEADER}\n10000001;K1;2024-01-02;FL;1;A01\n\n"
-        '10000002;"K\n2";2024-01-03;FL;1;A01\n10000002;K3;2024-01-03;XX;1;A01\n',
-        encoding="utf-8",
+        f"{KPR_HEADER};fødested\n10000001;K1;2024-01-02;FL;1;A01;Bø\n\n"
+        '10000002;"K\n2";2024-01-03;FL;1;A01;Ås\n10000002;K€3;2024-01-03;XX;1;A01;Å\n'.replace(
+            "€", "€" if encoding != "latin-1" else "e"
+        ),
+        encoding=encoding,
     )
     result = run(settings, key, file)
     assert problems(result) == [(6, "tjeneste", "unknown code", "")]
+    assert result.notes[-1] == "column(s) fødested not in the layout: dropped"
+    kept = RegisterStore.open(settings).rows("kpr")["kontakt_id"].tolist()
+    assert kept == ["K1", "K\n2"]
 
 
 @pytest.mark.parametrize("suffix", [".dta", ".sav"])
