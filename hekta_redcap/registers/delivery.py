@@ -5,12 +5,11 @@ line, so that nothing valid is dropped silently and nothing invalid kept silentl
 Reading. CSV as registers write it: the delimiter (semicolon, comma, tab, bar) found from the
 header, UTF-8 with or without a byte-order mark, else Latin-1 (read as it is) or Windows-1252
 (transcoded to UTF-8 first, as is a file whose line endings mix CRLF and LF, which DuckDB's
-reader cannot take), values trimmed (when a space in
-the file touches a delimiter, quote or line break), decimal commas, dates as YYYY-MM-DD,
-DD.MM.YYYY or YYYYMMDD and months as YYYY-MM or YYYYMM.
-SAS, SAS transport, Stata and SPSS files through pyreadstat, a chunk at a time. Header names
-match the layout's whatever their case; a missing required column stops the import, a missing
-optional one is blank, and columns the layout lacks are noted and dropped.
+reader cannot take), values trimmed (when a space in the file touches a delimiter, quote or
+line break), decimal commas, dates as YYYY-MM-DD, DD.MM.YYYY or YYYYMMDD and months as YYYY-MM
+or YYYYMM. SAS, SAS transport, Stata and SPSS files through pyreadstat, a chunk at a time.
+Header names match the layout's whatever their case; a missing required column stops the
+import, a missing optional one is blank, and columns the layout lacks are noted and dropped.
 
 Checking. A delivery may hold ten million rows, so the checks run in DuckDB, vectorised. Each
 row gets its first problem, column by column with the key first: a required value missing, a
