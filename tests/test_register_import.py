@@ -242,17 +242,20 @@ def test_numbers_and_ranges_are_checked(settings: Settings, key: Path, tmp_path:
 def test_dates_and_months_in_each_format_and_only_those(
     settings: Settings, key: Path, tmp_path: Path
 ) -> None:
-    """A date is DD.MM.YYYY, YYYY-MM-DD or YYYYMMDD and a month YYYY-MM or YYYYMM, each
-    whole: a two-digit year or a digit short is not read as some other day."""
+    """A date is DD.MM.YYYY, YYYY-MM-DD, YYYYMMDD or SAS's DDMONYYYY, with or without a time
+    of day (as SAS and databases export dates), and a month YYYY-MM or YYYYMM, each whole: a
+    two-digit year or a digit short is not read as some other day."""
     dates = ["02.01.2024", "2024-01-03", "20240104", "01.02.24", "2024011", "1.2.2024"]
-    dates += ["31.02.2024", "2024/01/05", "29.02.2024"]
+    dates += ["31.02.2024", "2024/01/05", "29.02.2024", "05JAN2024", "2024-01-06 13:45:00"]
+    dates += ["2024-01-07T00:00:00", "08.01.2024 23:59", "09jan2024:08:30:00"]
+    dates += ["2024-01-10 25:00:00", "31FEB2024", "2JAN2024"]
     lines = [KPR_HEADER] + [f"10000001;K{n};{d};FL;1;A01" for n, d in enumerate(dates)]
     result = run(settings, key, delivery(tmp_path, "kpr.csv", lines))
     assert [(p.line, p.reason) for p in result.problems] == [
-        (line, "not a date") for line in (5, 6, 7, 8, 9)
+        (line, "not a date") for line in (5, 6, 7, 8, 9, 16, 17, 18)
     ]
     kept = RegisterStore.open(settings).rows("kpr")["dato"].dt.date.tolist()
-    days = [(1, 2), (1, 3), (1, 4), (2, 29)]
+    days = [(1, 2), (1, 3), (1, 4), (2, 29), (1, 5), (1, 6), (1, 7), (1, 8), (1, 9)]
     assert kept == [dt.date(2024, month, day) for month, day in days]
     header = "lopenr;maaned;orgnr;inntektstype;beloep"
     months = ["2024-01", "202402", "24-03", "2024-4", "20245", "2024-13"]

@@ -6,10 +6,11 @@ Reading. CSV as registers write it: the delimiter (semicolon, comma, tab, bar) f
 header, UTF-8 with or without a byte-order mark, else Latin-1 (read as it is) or Windows-1252
 (transcoded to UTF-8 first, as is a file whose line endings mix CRLF and LF, which DuckDB's
 reader cannot take), values trimmed (when a space in the file touches a delimiter, quote or
-line break), decimal commas, dates as YYYY-MM-DD, DD.MM.YYYY or YYYYMMDD and months as YYYY-MM
-or YYYYMM. SAS, SAS transport, Stata and SPSS files through pyreadstat, a chunk at a time.
-Header names match the layout's whatever their case; a missing required column stops the
-import, a missing optional one is blank, and columns the layout lacks are noted and dropped.
+line break), decimal commas, dates as `DATE_FORMATS` lists them (YYYY-MM-DD, DD.MM.YYYY,
+YYYYMMDD, SAS's 02JAN2024, with or without a time of day) and months as YYYY-MM or YYYYMM.
+SAS, SAS transport, Stata and SPSS files through pyreadstat, a chunk at a time. Header names
+match the layout's whatever their case; a missing required column stops the import, a missing
+optional one is blank, and columns the layout lacks are noted and dropped.
 
 Checking. A delivery may hold ten million rows, so the checks run in DuckDB, vectorised. Each
 row gets its first problem, column by column with the key first: a required value missing, a
@@ -83,6 +84,18 @@ NOT_READ = {
     "number": "not a number",
     "integer": "not a whole number",
 }
+# Date and month formats by length, each read only at its own (strptime alone would read
+# 01.02.24 as the year 24 and 2024011 as 2024-01-01); a time of day, as SAS and databases
+# export dates, is dropped. The most common length first.
+DATE_FORMATS = {
+    10: ("%d.%m.%Y", "%Y-%m-%d"),
+    8: ("%Y%m%d",),
+    9: ("%d%b%Y",),  # SAS DATE9: 02JAN2024
+    16: ("%Y-%m-%d %H:%M", "%d.%m.%Y %H:%M"),
+    18: ("%d%b%Y:%H:%M:%S",),  # SAS DATETIME18: 02JAN2024:13:45:00
+    19: ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%d.%m.%Y %H:%M:%S"),
+}
+MONTH_FORMATS = {7: ("%Y-%m",), 6: ("%Y%m",)}
 # The schema's checks in SQL, by pandera check name: the reason a row fails it, and the
 # condition a valid value meets.
 CHECKS: dict[str, tuple[str, Callable[[str, Any], str]]] = {
@@ -659,19 +672,14 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
 
 def _parsed(variable: RegisterVariable, text: str) -> str:
     """SQL for a variable's typed value from its text (NULL when it does not parse)."""
-    # each format only at its own length: strptime alone would read 01.02.24 as the year 24
-    # and 2024011 as 2024-01-01
     match variable.type:
-        case "date":
-            return (
-                f"(CASE strlen({text}) WHEN 10 THEN try_strptime({text}, ['%d.%m.%Y', '%Y-%m-%d']) "
-                f"WHEN 8 THEN try_strptime({text}, '%Y%m%d') END)::DATE"
+        case "date" | "month":
+            formats = DATE_FORMATS if variable.type == "date" else MONTH_FORMATS
+            whens = " ".join(
+                f"WHEN {length} THEN try_strptime({text}, [{', '.join(map(literal, these))}])"
+                for length, these in formats.items()
             )
-        case "month":
-            return (
-                f"(CASE strlen({text}) WHEN 7 THEN try_strptime({text}, '%Y-%m') "
-                f"WHEN 6 THEN try_strptime({text}, '%Y%m') END)::DATE"
-            )
+            return f"(CASE strlen({text}) {whens} END)::DATE"
         case "number" | "integer":
             number = f"try_cast(replace(replace({text}, ' ', ''), ',', '.') AS DOUBLE)"
             if variable.type == "number":
