@@ -952,7 +952,8 @@ def _to_parquet(
 ) -> int:
     """The layout's columns of the valid rows of `rows` as Parquet; how many. The rows are a
     set, so DuckDB writes them in parallel, without their order; its scans number rows in
-    order again afterwards."""
+    order again afterwards. zstd at level 1 halves snappy's size (ten years of population
+    deliveries) in the same time."""
     columns = ", ".join(quoted(v.name) for v in layout.variables)
     con.execute("SET preserve_insertion_order = false")
     try:
@@ -960,7 +961,8 @@ def _to_parquet(
             _one(
                 con,
                 f"COPY (SELECT {columns} FROM ({rows}) WHERE _problem IS NULL) "
-                f"TO {literal(str(parquet))} (FORMAT parquet)",
+                f"TO {literal(str(parquet))} "
+                "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",
             )
         )
     finally:

@@ -2,11 +2,11 @@
 
 Ten years of linkage for a trial with population comparison groups does not fit rows in the
 sync store, so each delivery is one Parquet file, `<dir>/<source>/<delivery_id>.parquet`, typed
-by its layout (`schema.SQL_TYPES`) and named by its delivery id, queried with DuckDB. The
-catalog, `<dir>/deliveries.json`, says where each came from (file name, SHA-256, delivery date,
-period) and whether it is active or superseded by a later delivery for the same period; a
-superseded delivery's file stays on record. The directory holds health data: it is created
-readable by its owner alone, and DuckDB's spill files go inside it.
+by its layout (`schema.SQL_TYPES`), compressed with zstd, named by its delivery id and queried
+with DuckDB. The catalog, `<dir>/deliveries.json`, says where each came from (file name,
+SHA-256, delivery date, period) and whether it is active or superseded by a later delivery for
+the same period; a superseded delivery's file stays on record. The directory holds health
+data: it is created readable by its owner alone, and DuckDB's spill files go inside it.
 
 A write takes the store's lock, works in a scratch folder inside the store and ends in renames:
 the delivery's files first, then the catalog (written to a temporary file and renamed over the
