@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pyreadstat
 import pytest
 from click.testing import CliRunner
@@ -622,6 +623,8 @@ def test_provenance_and_privacy(settings: Settings, key: Path, tmp_path: Path) -
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert store.query("SELECT count(*) AS n FROM kpr")["n"].tolist() == [1]
     assert store.relation("kpr").fetchall()[0][:2] == ("10000001", "K1")
+    [parquet] = store.parquet_files("kpr")  # zstd: ten years of deliveries at half the size
+    assert pq.ParquetFile(parquet).metadata.row_group(0).column(0).compression == "ZSTD"
 
 
 def test_the_same_file_again_changes_nothing(settings: Settings, key: Path, tmp_path: Path) -> None:
