@@ -369,6 +369,21 @@ def test_missing_optional_and_extra_columns_are_noted(
     assert pd.isna(rows["diagnose"][0])
 
 
+def test_a_delimiter_at_the_end_of_each_line_is_no_column(
+    settings: Settings, key: Path, tmp_path: Path
+) -> None:
+    """Some exports end every line with the delimiter (or two): columns without a name, not
+    a header naming a column twice, and nothing to note."""
+    lines = [
+        f"{KPR_HEADER};;",
+        "10000001;K1;2024-01-02;FL;1;A01;;",
+        "10000002;K2;2024-01-03;FL;1;;;",
+    ]
+    result = run(settings, key, delivery(tmp_path, "kpr.csv", lines))
+    assert (result.kept, result.rejected, result.notes) == (2, 0, [])
+    assert RegisterStore.open(settings).rows("kpr")["diagnose"].tolist()[0] == "A01"
+
+
 def test_a_delivery_without_rows_is_refused(settings: Settings, key: Path, tmp_path: Path) -> None:
     file = delivery(tmp_path, "kpr.csv", [KPR_HEADER])
     with pytest.raises(HektaError) as caught:

@@ -587,10 +587,13 @@ def _match(
     layout: RegisterLayout, names: list[str], where: Origin
 ) -> tuple[dict[str, int | None], list[str]]:
     """Each layout variable's position among the file's columns (None: absent), matched by
-    name whatever the case, and notes on what is absent or extra."""
+    name whatever the case, and notes on what is absent or extra (a column without a name,
+    as a delimiter at the end of each line makes, is dropped without one)."""
     position: dict[str, int] = {}
     for i, name in enumerate(names):
         key = name.strip().lower()
+        if not key:
+            continue
         if key in position:
             raise HektaError(f"column '{name.strip()}' appears twice in the header", where)
         position[key] = i
@@ -610,7 +613,7 @@ def _match(
         if v.name.lower() not in position
     ]
     wanted = {v.name.lower() for v in layout.variables}
-    extra = [n.strip() for n in names if n.strip().lower() not in wanted]
+    extra = [n.strip() for n in names if n.strip() and n.strip().lower() not in wanted]
     if extra:
         notes.append(f"column(s) {', '.join(extra)} not in the layout: dropped")
     return {v.name: position.get(v.name.lower()) for v in layout.variables}, notes
