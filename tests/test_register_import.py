@@ -4,8 +4,10 @@ provenance, idempotence, replacement, atomic writes, and the command end to end.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import logging
 import stat
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -834,6 +836,25 @@ def test_a_file_that_is_not_what_it_says(settings: Settings, key: Path, tmp_path
         run(settings, key, file, "npr")
     assert str(caught.value) == (
         f"{file}: cannot read the file (Invalid file, or file has unsupported features)"
+    )
+
+
+@pytest.mark.parametrize("name", ["kpr.csv.gz", "kpr.zip"])
+def test_a_compressed_file_is_named_as_such(
+    settings: Settings, key: Path, tmp_path: Path, name: str
+) -> None:
+    """Not read as text that holds no known column: the import says what the file is."""
+    file, text = tmp_path / name, f"{KPR_HEADER}\n10000001;K1;2024-01-02;FL;1;A01\n"
+    if name.endswith(".gz"):
+        file.write_bytes(gzip.compress(text.encode()))
+    else:
+        with zipfile.ZipFile(file, "w") as packed:
+            packed.writestr("kpr.csv", text)
+    with pytest.raises(HektaError) as caught:
+        run(settings, key, file)
+    assert str(caught.value) == (
+        f"{file}: a compressed file: unpack it and import the file inside (its checksum is "
+        "then the unpacked file's)"
     )
 
 

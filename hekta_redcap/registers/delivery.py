@@ -65,6 +65,7 @@ SHOWN = 20  # problems listed in the summary; the rejects file holds them all
 BLOCK = 1 << 23  # bytes read at a time for the checksum and transcoding
 CHUNK_ROWS = 500_000  # rows of a SAS, Stata or SPSS file read at a time
 DELIMITERS = (";", ",", "\t", "|")
+PACKED = frozenset({".gz", ".zip", ".7z", ".bz2", ".xz", ".zst", ".rar", ".tar", ".tgz"})
 STATISTICS = {
     ".sas7bdat": "read_sas7bdat",
     ".xpt": "read_xport",
@@ -464,6 +465,12 @@ class _Reader:
         function = STATISTICS.get(file.suffix.lower())
         if function is not None:
             return cls._statistics(con, layout, file, function)
+        if file.suffix.lower() in PACKED:
+            raise HektaError(
+                "a compressed file: unpack it and import the file inside (its checksum is then "
+                "the unpacked file's)",
+                Origin(file),
+            )
         survey = _survey(file)
         utf8 = survey.utf8
         notes = [] if utf8 else ["read as Windows-1252 (Latin-1): the file is not UTF-8"]
