@@ -60,7 +60,6 @@ from hekta_redcap.gateway import Gateway
 from hekta_redcap.randomization.design import Design, design_of
 from hekta_redcap.randomization.tables import Slot, read_table, stratum_key
 from hekta_redcap.redcap import logic
-from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.redcap.names import EVENT, REPEAT_INSTRUMENT, natural_key
 
 logger = logging.getLogger("hekta_redcap.randomization.audit")
@@ -467,8 +466,7 @@ class _Auditor:
         if ref.field is None:
             return ""
         row = self.at.get((record, ref.event or self.event), {})
-        column = ref.field if ref.code is None else checkbox_column(ref.field, ref.code)
-        return row.get(column, "")
+        return row.get(logic.column_of(ref), "")
 
     def consent_dates(self) -> list[str]:
         """The date fields the study puts before the randomization date (`date_order`) that

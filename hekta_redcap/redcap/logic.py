@@ -459,13 +459,20 @@ def walk(node: Node) -> Iterator[Node]:
         yield from walk(child)
 
 
+def column_of(ref: Ref) -> str:
+    """The export column a field reference reads: its field's, or a checkbox option's own
+    (`[cb(2)]`: `cb___2`)."""
+    assert ref.field is not None, "a smart variable has no column"
+    return ref.field if ref.code is None else checkbox_column(ref.field, ref.code)
+
+
 def value_in(row: Mapping[str, str], ref: Ref) -> str:
     """A plain reference's value in one export row (a checkbox option `[cb(2)]` is its
     column, "0" when unticked or absent; smart variables are blank)."""
     if ref.field is None:
         return ""
     if ref.code is not None:
-        return "1" if row.get(checkbox_column(ref.field, ref.code)) == "1" else "0"
+        return "1" if row.get(column_of(ref)) == "1" else "0"
     return str(row.get(ref.field, ""))
 
 

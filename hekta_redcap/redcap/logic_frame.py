@@ -44,7 +44,6 @@ import numpy as np
 import pandas as pd
 
 from hekta_redcap.redcap import logic
-from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.redcap.logic import FUNCTIONS, UNIT_SECONDS, as_number, as_text, stored_moment
 
 _TEXT, _NUMBER, _BOOLEAN = 0, 1, 2  # the kinds of `logic.evaluate`'s results: str, float, bool
@@ -533,7 +532,7 @@ def column_resolver(frame: pd.DataFrame) -> Resolve:
             raise logic.LogicError(
                 f"{shown} needs more than the row's own columns; pass a resolve that reads it", ""
             )
-        column = ref.field if ref.code is None else checkbox_column(ref.field, ref.code)
+        column = logic.column_of(ref)
         if column not in frame.columns:
             raise logic.LogicError(f"{shown}: no column {column!r} in the data", "")
         values = frame[column]

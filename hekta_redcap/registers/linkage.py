@@ -43,7 +43,6 @@ from hekta_redcap.core.settings import Settings
 from hekta_redcap.data.store import Store
 from hekta_redcap.definitions.study import Project, RegisterLinkage, StopRule
 from hekta_redcap.redcap import logic
-from hekta_redcap.redcap.fieldtypes import checkbox_column
 from hekta_redcap.redcap.names import EVENT
 
 logger = logging.getLogger("hekta_redcap.registers")
@@ -224,7 +223,12 @@ def _participants(
     codes = {m.code for m in project.study.missing_data_codes}
     form = project.field_map()[fields.national_id][0].form
     first = project.events_of(form)[0] if project.study.longitudinal else ""
-    read = {_column(ref) for rule in fields.stop for ref in logic.references(_rule(rule))}
+    read = {
+        logic.column_of(ref)
+        for rule in fields.stop
+        for ref in logic.references(_rule(rule))
+        if ref.field is not None
+    }
     people: dict[str, _Participant] = {}
     for row in rows:
         person = people.setdefault(str(row[project.study.record_id]), _Participant(event=first))
@@ -249,11 +253,6 @@ def _stopped(fields: RegisterLinkage, person: _Participant) -> str:
 
 def _rule(rule: StopRule) -> logic.Node:
     return logic.parse(rule.when)
-
-
-def _column(ref: logic.Ref) -> str:
-    """The export column a plain reference reads (a checkbox option: its own column)."""
-    return checkbox_column(ref.field or "", ref.code) if ref.code else ref.field or ""
 
 
 def _checked(

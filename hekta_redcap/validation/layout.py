@@ -258,7 +258,7 @@ class Layout:
             assert ref.field is not None
             if ref.field == self.record_id:
                 return self.record.loc[rows]
-            column = checkbox_column(ref.field, ref.code) if ref.code else ref.field
+            column = logic.column_of(ref)
             if column not in self.specs:
                 raise HektaError(f"logic of form '{form}' refers to unknown field [{ref.field}]")
             target = self.specs[column].form
