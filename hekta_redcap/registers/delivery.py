@@ -210,7 +210,7 @@ def import_delivery(
     window = parse_period(period)
     with store.writing() as scratch, ThreadPoolExecutor(1) as pool:
         fingerprint = pool.submit(_fingerprint, file)  # beside DuckDB's first pass
-        known = list(set(read_key(key_file)))
+        known = list(read_key(key_file))  # its serial numbers
         with _duckdb(scratch, file) as con:
             con.execute(
                 "CREATE TEMP TABLE _keys AS SELECT unnest($1::VARCHAR[]) AS serial", [known]
@@ -305,6 +305,13 @@ def _last_day(day: dt.date) -> dt.date:
 # --- the file's bytes ----------------------------------------------------------------------
 
 
+def _blocks(file: Path) -> Iterator[bytes]:
+    """The file's bytes, `BLOCK` at a time (a delivery may be larger than memory allows)."""
+    with file.open("rb") as handle:
+        while block := handle.read(BLOCK):
+            yield block
+
+
 def _fingerprint(file: Path) -> tuple[str, int]:
     """The SHA-256 of the file's bytes and its number of lines (to the last that is not
     blank), computed beside DuckDB's pass (hashlib and numpy let go of Python's lock)."""
@@ -312,14 +319,13 @@ def _fingerprint(file: Path) -> tuple[str, int]:
 
     digest = hashlib.sha256()
     newlines, lines = 0, 0
-    with file.open("rb") as handle:
-        while block := handle.read(BLOCK):
-            digest.update(block)
-            found = int(np.count_nonzero(np.frombuffer(block, np.uint8) == ord("\n")))
-            content = len(block.rstrip(b"\r\n"))
-            if content:  # the lines to this block's last one that is not blank
-                lines = newlines + found - block[content:].count(b"\n") + 1
-            newlines += found
+    for block in _blocks(file):
+        digest.update(block)
+        found = int(np.count_nonzero(np.frombuffer(block, np.uint8) == ord("\n")))
+        content = len(block.rstrip(b"\r\n"))
+        if content:  # the lines to this block's last one that is not blank
+            lines = newlines + found - block[content:].count(b"\n") + 1
+        newlines += found
     return digest.hexdigest(), lines
 
 
@@ -345,26 +351,25 @@ def _survey(file: Path) -> _Survey:
     decoder = codecs.getincrementaldecoder("utf-8")()
     utf8, beside = True, set()
     previous, open_space = ord("\n"), False  # the byte before a block; whether it was a space
-    with file.open("rb") as handle:
-        while block := handle.read(BLOCK):
-            if utf8 and not block.isascii():
-                try:
-                    decoder.decode(block)
-                except UnicodeDecodeError:
-                    utf8 = False
-            if open_space:
-                beside.add(block[0])
-            if b" " in block:
-                data = np.frombuffer(block, np.uint8)
-                spaces = np.flatnonzero(data == ord(" "))
-                before = data[spaces[spaces > 0] - 1]
-                after = data[spaces[spaces < len(data) - 1] + 1]
-                counts = np.bincount(np.concatenate((before, after)), minlength=256)
-                beside.update(np.flatnonzero(counts).tolist())
-                if spaces[0] == 0:
-                    beside.add(previous)
-            previous = block[-1]
-            open_space = previous == ord(" ")  # the byte after it starts the next block
+    for block in _blocks(file):
+        if utf8 and not block.isascii():
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                utf8 = False
+        if open_space:
+            beside.add(block[0])
+        if b" " in block:
+            data = np.frombuffer(block, np.uint8)
+            spaces = np.flatnonzero(data == ord(" "))
+            before = data[spaces[spaces > 0] - 1]
+            after = data[spaces[spaces < len(data) - 1] + 1]
+            counts = np.bincount(np.concatenate((before, after)), minlength=256)
+            beside.update(np.flatnonzero(counts).tolist())
+            if spaces[0] == 0:
+                beside.add(previous)
+        previous = block[-1]
+        open_space = previous == ord(" ")  # the byte after it starts the next block
     if open_space:
         beside.add(ord("\n"))
     try:
@@ -403,18 +408,16 @@ def _latin_1(file: Path) -> bool:
     time a UTF-8 copy takes)."""
     import numpy as np
 
-    with file.open("rb") as handle:
-        for block in iter(lambda: handle.read(BLOCK), b""):
-            data = np.frombuffer(block, np.uint8)
-            if np.any((data >= 0x80) & (data <= 0x9F)):
-                return False
+    for block in _blocks(file):
+        data = np.frombuffer(block, np.uint8)
+        if np.any((data >= 0x80) & (data <= 0x9F)):
+            return False
     return True
 
 
 def _holds_cr(file: Path) -> bool:
     """Whether the file holds a carriage return (without one, its line endings are LF)."""
-    with file.open("rb") as handle:
-        return any(b"\r" in block for block in iter(lambda: handle.read(BLOCK), b""))
+    return any(b"\r" in block for block in _blocks(file))
 
 
 # --- reading -------------------------------------------------------------------------------
